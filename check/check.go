@@ -1,0 +1,509 @@
+// Package check implements `vmsup check`: it probes the kernel and host for
+// what `vmsup run` needs and says, for each missing feature, what stops
+// working.
+//
+// Every probe only looks: it reads /proc and cgroup files and calls
+// syscalls with arguments the kernel rejects before doing anything. No
+// cgroup is created, nothing is mounted, no process is started, so `check`
+// is safe to run on a production host and from a test.
+package check
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"vmsup/landlock"
+)
+
+// Feature is one probed kernel or host feature.
+type Feature struct {
+	Name     string `json:"name"`
+	OK       bool   `json:"ok"`
+	Required bool   `json:"required"` // `vmsup run` cannot work without it
+	Detail   string `json:"detail"`   // the one-line verdict
+	Disables string `json:"disables"` // what stops working while it is missing
+}
+
+// Report is the result of Probe, in a stable order.
+type Report struct {
+	Features []Feature `json:"features"`
+}
+
+// OK reports whether every required feature is present.
+func (r Report) OK() bool {
+	for _, f := range r.Features {
+		if f.Required && !f.OK {
+			return false
+		}
+	}
+	return true
+}
+
+// Exit statuses of Main (see CONTRACT.md).
+const (
+	exitOK      = 0
+	exitMissing = 111
+)
+
+// runDisabled is what a missing required feature disables.
+const runDisabled = "vmsup run"
+
+// Probe inspects the running kernel and host without changing anything.
+func Probe() Report {
+	var r Report
+	add := func(f Feature) { r.Features = append(r.Features, f) }
+
+	kernel := kernelVersion()
+
+	abi := landlock.ABI()
+	add(landlockScopes(abi))
+	add(landlockFS(abi))
+
+	mount, mountErr := cgroup2MountInfo()
+	add(cgroup2(mount.point, mountErr))
+	add(cgroupKill(mount, mountErr, kernel))
+	for _, c := range controllers {
+		add(controller(c, mount.point, mountErr))
+	}
+
+	sysAdmin, capErr := hasCapSysAdmin()
+	add(namespace("pid-namespace", "/proc/self/ns/pid", sysAdmin, capErr))
+	add(namespace("mount-namespace", "/proc/self/ns/mnt", sysAdmin, capErr))
+
+	add(pidfd())
+	add(clone3(kernel))
+	add(mountSetattr(kernel))
+	return r
+}
+
+// Main runs `vmsup check`: one aligned line per feature, or with jsonOut
+// one JSON object {"ok": ..., "features": [...]}. It returns 0 when every
+// required feature is present and 111 otherwise.
+func Main(jsonOut bool, w io.Writer) int {
+	return write(Probe(), jsonOut, w)
+}
+
+// write prints r and returns the exit status it stands for.
+func write(r Report, jsonOut bool, w io.Writer) int {
+	status := exitOK
+	if !r.OK() {
+		status = exitMissing
+	}
+	if jsonOut {
+		out := struct {
+			OK       bool      `json:"ok"`
+			Features []Feature `json:"features"`
+		}{r.OK(), r.Features}
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.SetEscapeHTML(false) // keep ">=" readable
+		if err := enc.Encode(out); err != nil {
+			return exitMissing
+		}
+		return status
+	}
+	width := 0
+	for _, f := range r.Features {
+		width = max(width, len(f.Name))
+	}
+	for _, f := range r.Features {
+		verdict := "ok"
+		if !f.OK {
+			verdict = "missing"
+		}
+		line := f.Detail
+		if !f.OK && f.Disables != "" {
+			line += ": disables " + f.Disables
+		}
+		if _, err := fmt.Fprintf(w, "%-7s %-*s  %s\n", verdict, width, f.Name, line); err != nil {
+			return exitMissing
+		}
+	}
+	return status
+}
+
+// ---- Landlock ----
+
+func landlockScopes(abi int) Feature {
+	f := Feature{Name: "landlock-scopes", Required: true,
+		Disables: `landlock "required" (the default)`}
+	switch {
+	case abi >= landlock.ScopeABI:
+		f.OK = true
+		f.Detail = abiText(abi) + ": signals and abstract UNIX sockets scoped"
+	case abi == 0:
+		f.Detail = "Landlock is unavailable (not built in, or not in the lsm= boot list)" + capNote()
+	default:
+		f.Detail = fmt.Sprintf("%s: cannot scope signals and abstract UNIX sockets (needs ABI %d, Linux 6.12)",
+			abiText(abi), landlock.ScopeABI)
+	}
+	return f
+}
+
+func landlockFS(abi int) Feature {
+	f := Feature{Name: "landlock-fs", Disables: "services[].landlock_paths"}
+	if abi >= 1 {
+		f.OK = true
+		f.Detail = abiText(abi) + ": filesystem rules enforced"
+	} else {
+		f.Detail = "Landlock is unavailable" + capNote()
+	}
+	return f
+}
+
+// abiText is "ABI 7", saying so when the value is capped by the
+// environment: otherwise a capped report would contradict the kernel.
+func abiText(abi int) string {
+	return fmt.Sprintf("ABI %d", abi) + capNote()
+}
+
+func capNote() string {
+	if v := os.Getenv(landlock.ABIMaxEnv); v != "" {
+		return fmt.Sprintf(" (%s=%s)", landlock.ABIMaxEnv, v)
+	}
+	return ""
+}
+
+// ---- cgroup v2 ----
+
+// Cgroup2Mount returns where the cgroup v2 hierarchy is mounted: on
+// hybrid hosts /sys/fs/cgroup/unified, on pure v2 hosts /sys/fs/cgroup.
+func Cgroup2Mount() (string, error) {
+	m, err := cgroup2MountInfo()
+	return m.point, err
+}
+
+type mountEntry struct {
+	root  string // the directory of the hierarchy that is mounted
+	point string // where it is mounted
+}
+
+func cgroup2MountInfo() (mountEntry, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return mountEntry{}, err
+	}
+	defer f.Close()
+	return parseCgroup2Mount(f)
+}
+
+// parseCgroup2Mount finds the cgroup2 entry in mountinfo text. A mount of
+// the hierarchy's root wins over a bind of a sub-directory, because only
+// from the root do the paths of /proc/self/cgroup and cgroup.controllers
+// mean what the probes expect.
+func parseCgroup2Mount(r io.Reader) (mountEntry, error) {
+	var found []mountEntry
+	s := bufio.NewScanner(r)
+	s.Buffer(make([]byte, 64*1024), 1024*1024)
+	for s.Scan() {
+		// id parent maj:min root mountpoint options [optional...] - fstype source superopts
+		pre, post, ok := strings.Cut(s.Text(), " - ")
+		if !ok {
+			continue
+		}
+		fields, tail := strings.Fields(pre), strings.Fields(post)
+		if len(fields) < 5 || len(tail) < 1 || tail[0] != "cgroup2" {
+			continue
+		}
+		m := mountEntry{root: unescape(fields[3]), point: unescape(fields[4])}
+		if m.root == "/" {
+			return m, nil
+		}
+		found = append(found, m)
+	}
+	if err := s.Err(); err != nil {
+		return mountEntry{}, fmt.Errorf("read mountinfo: %w", err)
+	}
+	if len(found) > 0 {
+		return found[0], nil
+	}
+	return mountEntry{}, errors.New("no cgroup2 file system is mounted")
+}
+
+// unescape undoes mountinfo's octal escapes (\040 space, \011 tab,
+// \012 newline, \134 backslash).
+func unescape(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+4 <= len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func cgroup2(mount string, err error) Feature {
+	f := Feature{Name: "cgroup2", Required: true, Disables: runDisabled}
+	if err != nil {
+		f.Detail = err.Error()
+		return f
+	}
+	f.OK = true
+	f.Detail = "mounted at " + mount
+	return f
+}
+
+// cgroupKill looks for cgroup.kill (Linux 5.14) in a non-root cgroup: the
+// root cgroup never has the file. Our own cgroup comes first, then any
+// child of the root. Only when no non-root cgroup exists at all (a host
+// where everything lives in the v2 root, like a hybrid one) is the kernel
+// version the evidence, since creating a cgroup to look would change the
+// system.
+func cgroupKill(mount mountEntry, mountErr error, kernel version) Feature {
+	f := Feature{Name: "cgroup.kill", Required: true, Disables: runDisabled}
+	if mountErr != nil {
+		f.Detail = "no cgroup2 mount"
+		return f
+	}
+	var dirs []string
+	if own, err := ownCgroupDir(mount); err == nil && own != mount.point {
+		dirs = append(dirs, own)
+	}
+	if entries, err := os.ReadDir(mount.point); err == nil {
+		for _, e := range entries {
+			if e.IsDir() {
+				dirs = append(dirs, filepath.Join(mount.point, e.Name()))
+			}
+		}
+	}
+	for _, dir := range dirs {
+		if exists(filepath.Join(dir, "cgroup.kill")) {
+			f.OK = true
+			f.Detail = "present in " + dir
+			return f
+		}
+		// A cgroup that vanished since ReadDir proves nothing; a live one
+		// without the file proves the kernel lacks it.
+		if exists(filepath.Join(dir, "cgroup.procs")) {
+			f.Detail = "not in " + dir + " (needs Linux 5.14)"
+			return f
+		}
+	}
+	if kernel.atLeast(5, 14) {
+		f.OK = true
+		f.Detail = fmt.Sprintf("Linux %s >= 5.14 (no non-root cgroup to look in)", kernel)
+	} else {
+		f.Detail = fmt.Sprintf("Linux %s < 5.14", kernel)
+	}
+	return f
+}
+
+// ownCgroupDir returns this process's cgroup v2 directory, from the "0::"
+// line of /proc/self/cgroup.
+func ownCgroupDir(m mountEntry) (string, error) {
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return "", err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		p, ok := strings.CutPrefix(line, "0::")
+		if !ok {
+			continue
+		}
+		// The mount may show only a sub-tree (m.root); our path is
+		// relative to the hierarchy, so strip that sub-tree first.
+		if m.root != "/" {
+			if p, ok = strings.CutPrefix(p, m.root); !ok || (p != "" && p[0] != '/') {
+				return "", fmt.Errorf("own cgroup %s is outside the mounted %s", line[3:], m.root)
+			}
+		}
+		return filepath.Join(m.point, p), nil
+	}
+	return "", errors.New("no cgroup v2 line in /proc/self/cgroup")
+}
+
+// controllers are probed in this order; the ones with nothing to disable
+// are reported for information (vmsup sets no limit through them).
+var controllers = []controllerSpec{
+	{"memory", "limits.memory_max, limits.memory_high"},
+	{"pids", "limits.pids_max"},
+	{"cpu", "limits.cpu_weight, limits.cpu_max"},
+	{"io", ""},
+	{"hugetlb", ""},
+}
+
+// controller says whether the cgroup2 root offers a controller to its
+// descendants. None is required: a config that sets no limit runs without
+// them, and one that does fails at start naming the limit.
+type controllerSpec struct {
+	name     string
+	disables string // the config fields that need it
+}
+
+func controller(c controllerSpec, mount string, mountErr error) Feature {
+	f := Feature{Name: c.name, Disables: c.disables}
+	if mountErr != nil {
+		f.Detail = "no cgroup2 mount"
+		return f
+	}
+	file := filepath.Join(mount, "cgroup.controllers")
+	b, err := os.ReadFile(file)
+	if err != nil {
+		f.Detail = err.Error()
+		return f
+	}
+	for _, name := range strings.Fields(string(b)) {
+		if name == c.name {
+			f.OK = true
+			f.Detail = "in cgroup.controllers of " + mount
+			return f
+		}
+	}
+	f.Detail = "not in cgroup.controllers of " + mount
+	return f
+}
+
+// ---- namespaces and capabilities ----
+
+// capSysAdmin is CAP_SYS_ADMIN's bit: creating pid and mount namespaces
+// (and mounting in them) needs it.
+const capSysAdmin = 21
+
+func hasCapSysAdmin() (bool, error) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return false, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			caps, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			if err != nil {
+				return false, fmt.Errorf("parse CapEff %q: %w", v, err)
+			}
+			return caps&(1<<capSysAdmin) != 0, nil
+		}
+	}
+	return false, errors.New("no CapEff line in /proc/self/status")
+}
+
+func namespace(name, nsFile string, capOK bool, capErr error) Feature {
+	f := Feature{Name: name, Required: true, Disables: runDisabled}
+	switch {
+	case !exists(nsFile):
+		f.Detail = "no " + nsFile + " (kernel built without this namespace)"
+	case capErr != nil:
+		f.Detail = capErr.Error()
+	case !capOK:
+		f.Detail = nsFile + " present, but CAP_SYS_ADMIN is not in the effective set"
+	default:
+		f.OK = true
+		f.Detail = nsFile + " present, CAP_SYS_ADMIN held"
+	}
+	return f
+}
+
+// ---- syscalls ----
+
+func pidfd() Feature {
+	f := Feature{Name: "pidfd", Required: true, Disables: runDisabled}
+	fd, err := unix.PidfdOpen(os.Getpid(), 0)
+	if err != nil {
+		f.Detail = "pidfd_open: " + errText(err) + " (needs Linux 5.3)"
+		return f
+	}
+	unix.Close(fd)
+	f.OK = true
+	f.Detail = "pidfd_open works"
+	return f
+}
+
+// clone3 calls clone3(NULL, 0): every kernel that has clone3 rejects a size
+// below CLONE_ARGS_SIZE_VER0 with EINVAL before reading anything, so no
+// process can be created. ENOSYS means the kernel (or a seccomp filter,
+// as container runtimes install) refuses clone3. CLONE_INTO_CGROUP itself
+// cannot be probed without a cgroup and a child, so the kernel version
+// (5.7) stands for it.
+func clone3(kernel version) Feature {
+	f := Feature{Name: "clone3-into-cgroup", Required: true, Disables: runDisabled}
+	_, _, errno := unix.Syscall(unix.SYS_CLONE3, 0, 0, 0)
+	switch {
+	case errno != unix.EINVAL:
+		f.Detail = "clone3: " + errText(errno) + " (not in this kernel, or blocked by seccomp)"
+	case !kernel.atLeast(5, 7):
+		f.Detail = fmt.Sprintf("clone3 present, but Linux %s < 5.7 has no CLONE_INTO_CGROUP", kernel)
+	default:
+		f.OK = true
+		f.Detail = fmt.Sprintf("clone3 present, Linux %s >= 5.7", kernel)
+	}
+	return f
+}
+
+// mountSetattr calls mount_setattr(-1, NULL, 0, NULL, 0): a size below
+// MOUNT_ATTR_SIZE_VER0 is rejected with EINVAL before any lookup, so no
+// mount changes. vmsup needs it for recursive read-only binds (Linux 5.12).
+func mountSetattr(kernel version) Feature {
+	f := Feature{Name: "mount_setattr", Required: true, Disables: runDisabled}
+	badFD := -1
+	_, _, errno := unix.Syscall6(unix.SYS_MOUNT_SETATTR, uintptr(badFD), 0, 0, 0, 0, 0)
+	if errno != unix.EINVAL && errno != unix.EBADF {
+		f.Detail = "mount_setattr: " + errText(errno) + " (needs Linux 5.12, or blocked by seccomp)"
+		return f
+	}
+	f.OK = true
+	f.Detail = fmt.Sprintf("mount_setattr present (Linux %s)", kernel)
+	return f
+}
+
+// errText names an errno ("ENOSYS") rather than describing it: that is
+// what a reader searches for.
+func errText(err error) string {
+	var errno unix.Errno
+	if errors.As(err, &errno) {
+		if errno == 0 {
+			return "succeeded unexpectedly"
+		}
+		if name := unix.ErrnoName(errno); name != "" {
+			return name
+		}
+	}
+	return err.Error()
+}
+
+// ---- helpers ----
+
+type version struct{ major, minor int }
+
+func (v version) atLeast(major, minor int) bool {
+	return v.major > major || v.major == major && v.minor >= minor
+}
+
+func (v version) String() string { return fmt.Sprintf("%d.%d", v.major, v.minor) }
+
+// kernelVersion returns the running kernel's major.minor; 0.0 when uname
+// cannot be read, so that version checks fail rather than pass.
+func kernelVersion() version {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return version{}
+	}
+	return parseRelease(unix.ByteSliceToString(u.Release[:]))
+}
+
+// parseRelease reads "6.18.44-fc-v769" as 6.18.
+func parseRelease(release string) version {
+	var v version
+	fmt.Sscanf(release, "%d.%d", &v.major, &v.minor)
+	return v
+}
+
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
+}

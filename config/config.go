@@ -1,0 +1,150 @@
+// Package config holds the typed form of a vmsup configuration (see
+// CONTRACT.md). Parse turns JSON into these values once and reports every
+// problem with its JSON path; nothing else in vmsup reads JSON.
+package config
+
+import (
+	"syscall"
+	"time"
+)
+
+// Landlock modes.
+const (
+	LandlockRequired   = "required"
+	LandlockBestEffort = "best-effort"
+	LandlockOff        = "off"
+)
+
+// on_exit policies.
+const (
+	OnExitShutdown = "shutdown"
+	OnExitRestart  = "restart"
+	OnExitIgnore   = "ignore"
+)
+
+// Mount propagation modes.
+const (
+	PropagationSlave   = "slave"
+	PropagationPrivate = "private"
+)
+
+// VM is one validated configuration. Every default from the contract is
+// already filled in: RuntimeDir, ShutdownTimeout, Landlock, Propagation.
+// Cgroup is empty when the config did not name one; the supervisor
+// derives "<cgroup2 mount>/vmsup/<name>" because that needs the host.
+type VM struct {
+	Name            string
+	RuntimeDir      string
+	Cgroup          string
+	UID, GID        *uint32 // VM-level defaults for services; nil if unset
+	Landlock        string
+	ShutdownTimeout time.Duration
+	Mount           Mount
+	Services        []Service
+}
+
+type Mount struct {
+	Propagation   string
+	ReadonlyPaths []string
+	MaskedPaths   []string
+	Binds         []Bind
+}
+
+type Bind struct {
+	Source, Target string
+	Readonly       bool
+}
+
+// Service is one supervised process. UID/GID are resolved: the service's
+// own value, else the VM default; Parse rejects a service that would end
+// up with neither unless it says "uid": 0.
+type Service struct {
+	Name         string
+	Argv         []string
+	Env          map[string]string // nil when the config has no env
+	Cwd          string
+	UID, GID     uint32
+	Groups       []uint32
+	Capabilities []Capability
+	PrivateTmp   int64 // bytes; 0 = no private /tmp
+	PrivateShm   int64 // bytes; 0 = no private /dev/shm
+	Sockets      []Socket
+	Devices      []Device
+	Landlock     *LandlockPaths // nil when landlock_paths is absent
+	Limits       Limits
+	Rlimits      []Rlimit
+	After        []string
+	Ready        Ready
+	OnExit       string
+	StopSignal   syscall.Signal
+	VMM          *VMM // nil unless this service runs the VM
+}
+
+// Capability is a Linux capability number with its CAP_ name.
+type Capability struct {
+	Name  string
+	Value uint
+}
+
+type Socket struct {
+	Path string
+	FD   int
+	Mode uint32 // permission bits; default 0600
+	UID  uint32 // owner; default the service's uid
+	GID  uint32 // group; default the service's gid
+}
+
+type Device struct {
+	Path string
+	FD   int
+}
+
+type LandlockPaths struct {
+	Read, Write, Execute []string
+}
+
+// Limits are cgroup v2 values. Zero/nil means "not set".
+type Limits struct {
+	MemoryMax  int64 // bytes; -1 = "max"
+	MemoryHigh int64 // bytes; -1 = "max"
+	PidsMax    int64 // -1 = "max"
+	CPUWeight  uint64
+	CPUMax     string // written verbatim to cpu.max, e.g. "50000 100000" or "max 100000"
+}
+
+// Unlimited is the value of an rlimit or limit given as "unlimited"/"max".
+const Unlimited = -1
+
+type Rlimit struct {
+	Name     string // lower-case, without RLIMIT_
+	Resource int    // unix.RLIMIT_*
+	Value    uint64 // unix.RLIM_INFINITY for "unlimited"
+}
+
+// Ready says when a service counts as ready. Exactly one of the fields
+// is set; all empty means ready once started.
+type Ready struct {
+	Socket   string
+	Exists   string
+	NotifyFD int // 0 = unused
+}
+
+// VMM says how to ask the guest to power off. Exactly one field is set.
+type VMM struct {
+	QMP             string
+	CloudHypervisor string
+	Signal          syscall.Signal
+}
+
+// Error is one problem found in a config, with the JSON path it concerns.
+type Error struct {
+	Path string // e.g. "services[1].limits.memory_max"; "" for the document
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	if e.Path == "" {
+		return e.Msg
+	}
+	return e.Path + ": " + e.Msg
+}

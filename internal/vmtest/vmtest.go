@@ -1,0 +1,377 @@
+// Package vmtest runs the real vmsup binary for tests: it builds it once,
+// starts VMs from configs, and checks that nothing is left behind.
+// Tests that use it need root; without root they fail, they do not skip.
+package vmtest
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"vmsup/cgroup"
+)
+
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildErr  error
+)
+
+// Root returns the module's root directory.
+func Root() string {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		panic(err)
+	}
+	return filepath.Dir(strings.TrimSpace(string(out)))
+}
+
+func build() {
+	buildDir, buildErr = os.MkdirTemp("", "vmsup-test-bin-")
+	if buildErr != nil {
+		return
+	}
+	for _, p := range []struct{ out, pkg string }{{"vmsup", "./cmd/vmsup"}, {"testprog", "./internal/testprog"}} {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(buildDir, p.out), p.pkg)
+		cmd.Dir = Root()
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build %s: %v\n%s", p.pkg, err, out)
+			return
+		}
+	}
+	// Services run as other users: they must be able to run the binaries.
+	os.Chmod(buildDir, 0o755)
+}
+
+// Bin returns the path of a freshly built binary: "vmsup" or "testprog".
+func Bin(t testing.TB, name string) string {
+	t.Helper()
+	RequireRoot(t)
+	buildOnce.Do(build)
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return filepath.Join(buildDir, name)
+}
+
+// RequireRoot fails the test, loudly, when not run as root.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("this test needs root (real namespaces, cgroups and Landlock): run `go test` as root")
+	}
+}
+
+// CgroupParent is where test VMs put their cgroups.
+func CgroupParent(t testing.TB) string {
+	mnt, err := cgroup.Mount()
+	if err != nil {
+		t.Fatalf("cgroup v2: %v", err)
+	}
+	return filepath.Join(mnt, "vmsup-test")
+}
+
+// Config is a VM config as the tests write it.
+type Config map[string]any
+
+// NewConfig returns a config named name with its cgroup under the test
+// parent, its runtime dir in a temporary directory, uid/gid 65534 and a
+// short shutdown timeout.
+func NewConfig(t testing.TB, name string, services ...map[string]any) Config {
+	t.Helper()
+	return Config{
+		"name":             name,
+		"cgroup":           filepath.Join(CgroupParent(t), name),
+		"runtime_dir":      filepath.Join("/run/vmsup-test", name),
+		"uid":              65534,
+		"gid":              65534,
+		"shutdown_timeout": "5s",
+		"services":         services,
+	}
+}
+
+// Write writes c to a file in dir and returns its path.
+func (c Config) Write(t testing.TB) string {
+	t.Helper()
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "vm.json")
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// VM is one running `vmsup run`.
+type VM struct {
+	t          testing.TB
+	Cmd        *exec.Cmd
+	Stderr     *Buffer
+	Notify     *os.File // read end of --notify-fd, when asked for
+	Name       string
+	CgroupDir  string
+	RuntimeDir string
+	PidNS      string // the VM's PID namespace, once PID 1 is seen
+	MntNS      string
+	done       chan struct{}
+	status     int
+}
+
+// Options for Start.
+type Options struct {
+	Notify bool     // pass --notify-fd 3 with a pipe
+	Args   []string // extra flags before CONFIG
+	Env    []string
+	// UnderShell starts vmsup from a shell that waits for it and passes
+	// its own PID as --parent-pid; VM.Cmd is then that shell.
+	UnderShell bool
+}
+
+// Start runs `vmsup run` on c.
+func Start(t testing.TB, c Config, o Options) *VM {
+	t.Helper()
+	bin := Bin(t, "vmsup")
+	os.MkdirAll("/run/vmsup-test", 0o755)
+	args := []string{"run"}
+	vm := &VM{t: t, Stderr: &Buffer{}, Name: c["name"].(string), done: make(chan struct{})}
+	vm.CgroupDir, _ = c["cgroup"].(string)
+	vm.RuntimeDir, _ = c["runtime_dir"].(string)
+	cmd := exec.Command(bin)
+	if o.Notify && o.UnderShell {
+		t.Fatal("vmtest: Notify and UnderShell together are not supported")
+	}
+	if o.Notify {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.ExtraFiles = []*os.File{w}
+		vm.Notify = r
+		args = append(args, "--notify-fd", "3")
+		defer w.Close()
+	}
+	args = append(args, o.Args...)
+	args = append(args, c.Write(t))
+	cmd.Args = append([]string{"vmsup"}, args...)
+	if o.UnderShell {
+		cmd = exec.Command("/bin/sh", append([]string{"-c", `"$0" run --parent-pid $$ "$@" & wait`, bin}, args[1:]...)...)
+	}
+	cmd.Env = append(os.Environ(), o.Env...)
+	cmd.Stdout = vm.Stderr
+	cmd.Stderr = vm.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	vm.Cmd = cmd
+	go func() {
+		cmd.Wait()
+		vm.status = cmd.ProcessState.ExitCode()
+		if ws := cmd.ProcessState.Sys().(syscall.WaitStatus); ws.Signaled() {
+			vm.status = 128 + int(ws.Signal())
+		}
+		close(vm.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-vm.done:
+		default:
+			cmd.Process.Kill()
+			<-vm.done
+		}
+		if t.Failed() {
+			t.Logf("vmsup output:\n%s", vm.Stderr.String())
+		}
+	})
+	return vm
+}
+
+// Run starts c and waits for it to end on its own.
+func Run(t testing.TB, c Config, timeout time.Duration) (*VM, int) {
+	vm := Start(t, c, Options{})
+	return vm, vm.Wait(timeout)
+}
+
+// Wait waits for vmsup to exit and returns its status (128+signal when
+// killed). It fails the test after timeout.
+func (vm *VM) Wait(timeout time.Duration) int {
+	vm.t.Helper()
+	select {
+	case <-vm.done:
+		return vm.status
+	case <-time.After(timeout):
+		vm.t.Fatalf("vmsup did not exit within %v; output:\n%s", timeout, vm.Stderr.String())
+		return -1
+	}
+}
+
+// Done is closed when vmsup has exited.
+func (vm *VM) Done() <-chan struct{} { return vm.done }
+
+// Signal sends sig to the outer vmsup.
+func (vm *VM) Signal(sig syscall.Signal) {
+	vm.Cmd.Process.Signal(sig)
+}
+
+// WaitFor waits until the output contains s.
+func (vm *VM) WaitFor(s string, timeout time.Duration) {
+	vm.t.Helper()
+	if !vm.Stderr.WaitFor(s, timeout) {
+		vm.t.Fatalf("no %q in vmsup's output within %v:\n%s", s, timeout, vm.Stderr.String())
+	}
+}
+
+// PID1 returns the host PID of the VM's PID 1 (the inner vmsup), and
+// records its namespaces for AssertClean.
+func (vm *VM) PID1() int {
+	vm.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		pids, _ := cgroup.Procs(filepath.Join(vm.CgroupDir, "supervisor"))
+		if len(pids) == 1 {
+			vm.PidNS, _ = os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pids[0]))
+			vm.MntNS, _ = os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", pids[0]))
+			return pids[0]
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	vm.t.Fatalf("no PID 1 in %s/supervisor", vm.CgroupDir)
+	return 0
+}
+
+// Leftovers lists what the VM left behind: processes in its PID or mount
+// namespace, its cgroup, its runtime directory.
+func (vm *VM) Leftovers() []string {
+	var left []string
+	if vm.PidNS != "" || vm.MntNS != "" {
+		procs, _ := filepath.Glob("/proc/[0-9]*")
+		for _, p := range procs {
+			pidns, _ := os.Readlink(p + "/ns/pid")
+			mntns, _ := os.Readlink(p + "/ns/mnt")
+			if (vm.PidNS != "" && pidns == vm.PidNS) || (vm.MntNS != "" && mntns == vm.MntNS) {
+				if reapedOutside(p, vm.PidNS) {
+					continue
+				}
+				comm, _ := os.ReadFile(p + "/comm")
+				left = append(left, fmt.Sprintf("process %s (%s)", filepath.Base(p), strings.TrimSpace(string(comm))))
+			}
+		}
+	}
+	if vm.CgroupDir != "" {
+		if _, err := os.Stat(vm.CgroupDir); err == nil {
+			left = append(left, "cgroup "+vm.CgroupDir)
+		}
+	}
+	if vm.RuntimeDir != "" {
+		if _, err := os.Lstat(vm.RuntimeDir); err == nil {
+			left = append(left, "runtime dir "+vm.RuntimeDir)
+		}
+	}
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	if vm.RuntimeDir != "" && bytes.Contains(mi, []byte(vm.RuntimeDir)) {
+		left = append(left, "mount under "+vm.RuntimeDir)
+	}
+	return left
+}
+
+// reapedOutside reports whether the process at p is a zombie whose
+// parent is outside the VM: it is dead, holds no mount or memory, and
+// only waits for the host's init (or the test) to reap it. A zombie
+// whose parent is in the VM is a reaping failure and counts.
+func reapedOutside(p, pidns string) bool {
+	st, err := os.ReadFile(p + "/stat")
+	if err != nil {
+		return true // gone meanwhile
+	}
+	i := bytes.LastIndexByte(st, ')')
+	f := strings.Fields(string(st[i+1:]))
+	if len(f) < 2 || f[0] != "Z" {
+		return false
+	}
+	ns, _ := os.Readlink("/proc/" + f[1] + "/ns/pid")
+	return ns != pidns
+}
+
+// SharedDir returns a temporary directory that every user may use, for
+// services that run as other users.
+func SharedDir(t testing.TB) string {
+	t.Helper()
+	d, err := os.MkdirTemp("", "vmsup-test-shared-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(d, 0o1777)
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
+
+// AssertClean fails the test if anything is left within grace.
+func (vm *VM) AssertClean(grace time.Duration) {
+	vm.t.Helper()
+	deadline := time.Now().Add(grace)
+	for {
+		left := vm.Leftovers()
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			vm.t.Fatalf("left behind after %v: %s", grace, strings.Join(left, "; "))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Buffer is a goroutine-safe output buffer that can be waited on.
+type Buffer struct {
+	mu      sync.Mutex
+	b       bytes.Buffer
+	changed chan struct{}
+}
+
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.changed != nil {
+		close(b.changed)
+		b.changed = nil
+	}
+	return b.b.Write(p)
+}
+
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// WaitFor reports whether s appeared within timeout.
+func (b *Buffer) WaitFor(s string, timeout time.Duration) bool {
+	deadline := time.After(timeout)
+	for {
+		b.mu.Lock()
+		if strings.Contains(b.b.String(), s) {
+			b.mu.Unlock()
+			return true
+		}
+		if b.changed == nil {
+			b.changed = make(chan struct{})
+		}
+		ch := b.changed
+		b.mu.Unlock()
+		select {
+		case <-ch:
+		case <-deadline:
+			return false
+		}
+	}
+}

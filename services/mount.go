@@ -1,0 +1,27 @@
+package services
+
+import (
+	"fmt"
+
+	"golang.org/x/sys/unix"
+)
+
+// privateTmpfs mounts the service's own /tmp and /dev/shm. The launcher
+// is alone in a mount namespace cloned from the VM's, whose mounts are
+// slaves or private, so these mounts are seen by this service only and
+// vanish with its last process.
+func privateTmpfs(sp *Spec) error {
+	for _, m := range []struct {
+		dir  string
+		size int64
+	}{{"/tmp", sp.Tmp}, {"/dev/shm", sp.Shm}} {
+		if m.size <= 0 {
+			continue
+		}
+		opts := fmt.Sprintf("size=%d,mode=0700,uid=%d,gid=%d", m.size, sp.UID, sp.GID)
+		if err := unix.Mount("tmpfs", m.dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
+			return fmt.Errorf("private tmpfs on %s: %w", m.dir, err)
+		}
+	}
+	return nil
+}

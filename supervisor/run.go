@@ -1,0 +1,450 @@
+// Package supervisor runs one VM: `vmsup run`.
+//
+// Process model:
+//
+//	s6-supervise
+//	 └─ vmsup run          the outer stage: s6's child, outside every namespace
+//	     └─ vmsup (PID 1)  the inner stage: PID 1 of a new PID + mount namespace
+//	         ├─ service    one per config entry, each in its own cgroup,
+//	         └─ ...        mount namespace and Landlock domain
+//
+// The outer stage validates, checks the host, claims the VM's cgroup and
+// runtime directory, starts the inner stage and waits. It forwards stop
+// requests as bytes on a pipe (the control pipe), not as signals: bytes
+// wait in the pipe until the inner stage reads them, whereas a signal sent
+// before PID 1 installs its handlers would be dropped by the kernel.
+//
+// The same pipe is the inner stage's lifeline: when the outer stage dies
+// in any way (SIGKILL by s6-svc -k, the death signal of its parent), the
+// kernel closes the write end and the inner stage reads end of file. It
+// then kills every service, removes the VM's cgroups and runtime directory
+// and exits, which makes the kernel remove every process and mount left.
+// Conversely, when the inner stage ends (or is killed), the outer stage
+// removes whatever it left. Each stage cleans up after the other; a later
+// start cleans up after both.
+package supervisor
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"vmsup/cgroup"
+	"vmsup/config"
+	"vmsup/landlock"
+	"vmsup/s6"
+	"vmsup/services"
+)
+
+// Exit statuses of `vmsup run` (CONTRACT.md).
+const (
+	ExitGraceful = 0
+	ExitFailed   = 1
+	ExitConfig   = 100
+	ExitTemp     = 111
+)
+
+// Options are the flags of `vmsup run`.
+type Options struct {
+	Config    string // path, or "-" for standard input
+	ParentPID int    // 0: the process that started vmsup
+	NotifyFD  int    // -1: none
+}
+
+// ctlStop on the control pipe is a stop request (SIGTERM, SIGINT); the
+// second one makes the stop forceful.
+const ctlStop = 'T'
+
+// Descriptors the inner stage receives.
+const (
+	fdConfig  = 3
+	fdControl = 4
+	fdNotify  = 5
+)
+
+// cleanupTimeout bounds waiting for a killed cgroup to empty.
+const cleanupTimeout = 5 * time.Second
+
+var logger = log.New(os.Stderr, "vmsup: ", 0)
+
+// Run is `vmsup run`: it returns the exit status.
+func Run(o Options) int {
+	signal.Ignore(syscall.SIGHUP)
+	stops := make(chan os.Signal, 4)
+	// Caught from the start, so a SIGTERM during setup is not lost.
+	signal.Notify(stops, syscall.SIGTERM, syscall.SIGINT)
+
+	raw, vm, status := load(o.Config)
+	if vm == nil {
+		return status
+	}
+	if err := s6.DieWithParent(o.ParentPID); err != nil {
+		logger.Print(err)
+		return ExitTemp
+	}
+	pf, status, err := preflight(vm)
+	if err != nil {
+		logger.Print(err)
+		return status
+	}
+	cg, err := claimCgroup(pf.cgroup, neededControllers(vm))
+	if err != nil {
+		logger.Print(err)
+		return ExitTemp
+	}
+	if err := makeRuntimeDir(vm); err != nil {
+		logger.Print(err)
+		destroyVM(vm, cg)
+		return ExitTemp
+	}
+	status = runInner(o, raw, cg, stops)
+	if err := destroyVM(vm, cg); err != nil {
+		logger.Print(err)
+		if status == ExitGraceful {
+			status = ExitTemp
+		}
+	}
+	return status
+}
+
+// load reads and validates the config; every problem is printed.
+func load(path string) ([]byte, *config.VM, int) {
+	var raw []byte
+	var err error
+	if path == "-" {
+		raw, err = io.ReadAll(os.Stdin)
+	} else {
+		raw, err = os.ReadFile(path)
+	}
+	if err != nil {
+		logger.Printf("read config: %v", err)
+		return nil, nil, ExitConfig
+	}
+	vm, errs := config.Parse(raw)
+	for _, e := range errs {
+		logger.Printf("config: %v", e)
+	}
+	if len(errs) > 0 {
+		return nil, nil, ExitConfig
+	}
+	return raw, vm, 0
+}
+
+// preflighted holds what preflight derived from the host.
+type preflighted struct {
+	cgroup string
+	paths  []string // resolved argv[0] per service
+	abi    int      // Landlock ABI to enforce with; 0 = off
+}
+
+// preflight checks everything that can be checked without changing the
+// host, so that a config or host problem leaves nothing behind.
+func preflight(vm *config.VM) (*preflighted, int, error) {
+	pf := &preflighted{}
+	var problems []string
+	for i := range vm.Services {
+		p, err := services.Resolve(&vm.Services[i])
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("config: services[%d].argv[0]: %v", i, err))
+		}
+		pf.paths = append(pf.paths, p)
+	}
+	for i, b := range vm.Mount.Binds {
+		for _, p := range []struct{ field, path string }{{"source", b.Source}, {"target", b.Target}} {
+			if _, err := os.Stat(p.path); err != nil {
+				problems = append(problems, fmt.Sprintf("config: mount.binds[%d].%s: %v", i, p.field, err))
+			}
+		}
+	}
+	for i, p := range vm.Mount.ReadonlyPaths {
+		if _, err := os.Stat(p); err != nil {
+			problems = append(problems, fmt.Sprintf("config: mount.readonly_paths[%d]: %v", i, err))
+		}
+	}
+	if len(problems) > 0 {
+		return nil, ExitConfig, errors.New(strings.Join(problems, "\n"))
+	}
+
+	switch vm.Landlock {
+	case config.LandlockRequired, config.LandlockBestEffort:
+		pf.abi = landlock.ABI()
+		if miss := landlock.Missing(pf.abi); miss != "" {
+			if vm.Landlock == config.LandlockRequired {
+				return nil, ExitTemp, fmt.Errorf(`landlock is required but %s; set "landlock": "best-effort" to run without it`, miss)
+			}
+			logger.Printf("landlock best-effort: %s", miss)
+		}
+	}
+
+	pf.cgroup = vm.Cgroup
+	if pf.cgroup == "" {
+		mnt, err := cgroup.Mount()
+		if err != nil {
+			return nil, ExitTemp, fmt.Errorf("cgroup: %w", err)
+		}
+		pf.cgroup = filepath.Join(mnt, "vmsup", vm.Name)
+	}
+	return pf, 0, nil
+}
+
+// neededControllers lists the cgroup controllers the limits use.
+func neededControllers(vm *config.VM) []string {
+	need := map[string]bool{}
+	for _, s := range vm.Services {
+		l := s.Limits
+		if l.MemoryMax != 0 || l.MemoryHigh != 0 {
+			need["memory"] = true
+		}
+		if l.PidsMax != 0 {
+			need["pids"] = true
+		}
+		if l.CPUWeight != 0 || l.CPUMax != "" {
+			need["cpu"] = true
+		}
+	}
+	var out []string
+	for _, c := range []string{"cpu", "memory", "pids"} {
+		if need[c] {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// vmCgroup is the VM's claimed cgroup.
+type vmCgroup struct {
+	dir  string // the VM's cgroup
+	leaf string // the supervisor's leaf inside it
+}
+
+// claimCgroup creates the VM's cgroup; its mkdir is what makes one VM
+// name run once. An existing cgroup with processes in it belongs to a
+// running vmsup: refuse. One without is what a crash of both stages
+// left: remove it and claim again.
+func claimCgroup(dir string, controllers []string) (*vmCgroup, error) {
+	if err := mkdirAncestors(filepath.Dir(dir), controllers); err != nil {
+		return nil, fmt.Errorf("cgroup: %w", err)
+	}
+	err := unix.Mkdir(dir, 0o755)
+	if err == unix.EEXIST {
+		busy, perr := cgroup.Populated(dir)
+		if perr != nil {
+			return nil, fmt.Errorf("cgroup %s: %w", dir, perr)
+		}
+		if busy {
+			return nil, fmt.Errorf("cgroup %s is in use: this VM is already running", dir)
+		}
+		logger.Printf("removing %s left by an earlier run", dir)
+		if err := cgroup.Destroy(dir, cleanupTimeout); err != nil {
+			return nil, fmt.Errorf("stale cgroup: %w", err)
+		}
+		err = unix.Mkdir(dir, 0o755)
+		if err == unix.EEXIST {
+			return nil, fmt.Errorf("cgroup %s is in use: this VM is already running", dir)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("create cgroup %s: %w", dir, err)
+	}
+	cg := &vmCgroup{dir: dir, leaf: filepath.Join(dir, "supervisor")}
+	fail := func(err error) (*vmCgroup, error) {
+		cgroup.Destroy(dir, cleanupTimeout)
+		return nil, err
+	}
+	have, err := cgroup.Controllers(dir)
+	if err != nil {
+		return fail(fmt.Errorf("cgroup: %w", err))
+	}
+	for _, c := range controllers {
+		if !containsString(have, c) {
+			return fail(fmt.Errorf("cgroup controller %s is needed by limits but not available in %s: enable it in %s/cgroup.subtree_control", c, dir, filepath.Dir(dir)))
+		}
+	}
+	if err := os.Mkdir(cg.leaf, 0o755); err != nil {
+		return fail(fmt.Errorf("cgroup: %w", err))
+	}
+	if err := cgroup.Enable(dir, controllers); err != nil {
+		return fail(fmt.Errorf("cgroup: %w", err))
+	}
+	return cg, nil
+}
+
+// mkdirAncestors creates the missing ancestors of a VM cgroup (typically
+// <mount>/vmsup) and enables in each one it created the controllers its
+// parent offers and the VM needs. Ancestors it finds are left alone.
+func mkdirAncestors(dir string, controllers []string) error {
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	if err := mkdirAncestors(filepath.Dir(dir), controllers); err != nil {
+		return err
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return err
+	}
+	have, err := cgroup.Controllers(dir)
+	if err != nil {
+		return err
+	}
+	var enable []string
+	for _, c := range controllers {
+		if containsString(have, c) {
+			enable = append(enable, c)
+		}
+	}
+	return cgroup.Enable(dir, enable)
+}
+
+func containsString(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// makeRuntimeDir creates the runtime directory, removing one an earlier
+// crash left (the claimed cgroup proves no vmsup of this name runs). It
+// belongs to root and the VM's gid, mode 0770, so services (which get the
+// VM's gid as a supplementary group) can create their sockets in it and
+// other users cannot enter; without a VM gid it is 0755.
+func makeRuntimeDir(vm *config.VM) error {
+	dir := vm.RuntimeDir
+	if _, err := os.Lstat(dir); err == nil {
+		logger.Printf("removing %s left by an earlier run", dir)
+		if err := os.RemoveAll(dir); err != nil {
+			return fmt.Errorf("stale runtime dir: %w", err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return fmt.Errorf("runtime dir: %w", err)
+	}
+	mode, gid := os.FileMode(0o755), 0
+	if vm.GID != nil {
+		mode, gid = 0o770, int(*vm.GID)
+	}
+	if err := os.Mkdir(dir, mode); err != nil {
+		return fmt.Errorf("runtime dir: %w", err)
+	}
+	if err := os.Chown(dir, 0, gid); err != nil {
+		return fmt.Errorf("runtime dir: %w", err)
+	}
+	return os.Chmod(dir, mode) // mkdir applied the umask
+}
+
+// destroyVM removes the VM's cgroup (killing anything still in it) and
+// its runtime directory.
+func destroyVM(vm *config.VM, cg *vmCgroup) error {
+	var errs []error
+	if err := cgroup.Destroy(cg.dir, cleanupTimeout); err != nil {
+		errs = append(errs, fmt.Errorf("cgroup: %w", err))
+	}
+	if err := os.RemoveAll(vm.RuntimeDir); err != nil {
+		errs = append(errs, fmt.Errorf("runtime dir: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// runInner starts the inner stage as PID 1 of a new PID and mount
+// namespace, born in the supervisor's leaf cgroup, and waits for it while
+// forwarding stop requests. It returns the VM's exit status.
+func runInner(o Options, raw []byte, cg *vmCgroup, stops <-chan os.Signal) int {
+	cfgFile, err := memfile("vmsup-config", raw)
+	if err != nil {
+		logger.Print(err)
+		return ExitTemp
+	}
+	defer cfgFile.Close()
+	ctlR, ctlW, err := os.Pipe()
+	if err != nil {
+		logger.Print(err)
+		return ExitTemp
+	}
+	defer ctlW.Close()
+	leaf, err := os.Open(cg.leaf)
+	if err != nil {
+		ctlR.Close()
+		logger.Print(err)
+		return ExitTemp
+	}
+	defer leaf.Close()
+
+	cmd := exec.Command("/proc/self/exe")
+	cmd.Args = []string{"vmsup-pid1"}
+	cmd.Env = []string{"PATH=" + services.DefaultPath}
+	if v := os.Getenv(landlock.ABIMaxEnv); v != "" {
+		cmd.Env = append(cmd.Env, landlock.ABIMaxEnv+"="+v)
+	}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stderr, os.Stderr
+	cmd.ExtraFiles = []*os.File{cfgFile, ctlR}
+	if o.NotifyFD >= 0 {
+		notify := os.NewFile(uintptr(o.NotifyFD), "notify")
+		// Ours alone from now on: not inherited by anything but PID 1.
+		unix.CloseOnExec(o.NotifyFD)
+		defer notify.Close()
+		cmd.ExtraFiles = append(cmd.ExtraFiles, notify)
+		cmd.Args = append(cmd.Args, "notify")
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:  unix.CLONE_NEWPID | unix.CLONE_NEWNS,
+		UseCgroupFD: true,
+		CgroupFD:    int(leaf.Fd()),
+	}
+	err = cmd.Start()
+	ctlR.Close()
+	if err != nil {
+		logger.Printf("start PID 1: %v", err)
+		return ExitTemp
+	}
+
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	for {
+		select {
+		case sig := <-stops:
+			logger.Printf("%s: stopping", unix.SignalName(sig.(syscall.Signal)))
+			ctlW.Write([]byte{ctlStop})
+		case err := <-done:
+			return innerStatus(cmd.ProcessState, err)
+		}
+	}
+}
+
+func innerStatus(ps *os.ProcessState, err error) int {
+	if ps == nil {
+		logger.Printf("PID 1: %v", err)
+		return ExitTemp
+	}
+	ws := ps.Sys().(syscall.WaitStatus)
+	if ws.Signaled() {
+		logger.Printf("PID 1 was killed by %s", unix.SignalName(ws.Signal()))
+		return ExitTemp
+	}
+	return ws.ExitStatus()
+}
+
+// memfile returns a sealed in-memory file holding b.
+func memfile(name string, b []byte) (*os.File, error) {
+	fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		return nil, fmt.Errorf("memfd: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), name)
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return nil, err
+	}
+	unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, unix.F_SEAL_WRITE|unix.F_SEAL_GROW|unix.F_SEAL_SHRINK|unix.F_SEAL_SEAL)
+	return f, nil
+}

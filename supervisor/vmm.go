@@ -1,0 +1,100 @@
+package supervisor
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"vmsup/config"
+)
+
+// powerOff asks the guest to shut down the way the VMM understands:
+// QMP system_powerdown (QEMU), PUT /api/v1/vm.power-button (Cloud
+// Hypervisor), or a signal. It returns once the request is accepted; the
+// VMM's exit is what ends the wait.
+func powerOff(how config.VMM, pid int, timeout time.Duration) error {
+	switch {
+	case how.QMP != "":
+		return qmpPowerdown(how.QMP, min(timeout, 10*time.Second))
+	case how.CloudHypervisor != "":
+		return chPowerButton(how.CloudHypervisor, min(timeout, 10*time.Second))
+	default:
+		return unix.Kill(pid, how.Signal)
+	}
+}
+
+// qmpPowerdown speaks just enough QMP: read the greeting, negotiate
+// capabilities, send system_powerdown, and check each answer, skipping
+// asynchronous events.
+func qmpPowerdown(sock string, timeout time.Duration) error {
+	c, err := net.DialTimeout("unix", sock, timeout)
+	if err != nil {
+		return fmt.Errorf("qmp: %w", err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(timeout))
+	dec := json.NewDecoder(bufio.NewReader(c))
+	var greeting map[string]json.RawMessage
+	if err := dec.Decode(&greeting); err != nil {
+		return fmt.Errorf("qmp greeting: %w", err)
+	}
+	if _, ok := greeting["QMP"]; !ok {
+		return fmt.Errorf("qmp: %s does not speak QMP", sock)
+	}
+	for _, cmd := range []string{"qmp_capabilities", "system_powerdown"} {
+		if _, err := fmt.Fprintf(c, `{"execute":%q}`+"\n", cmd); err != nil {
+			return fmt.Errorf("qmp %s: %w", cmd, err)
+		}
+		for {
+			var msg struct {
+				Return json.RawMessage `json:"return"`
+				Error  *struct {
+					Class string `json:"class"`
+					Desc  string `json:"desc"`
+				} `json:"error"`
+				Event string `json:"event"`
+			}
+			if err := dec.Decode(&msg); err != nil {
+				return fmt.Errorf("qmp %s: %w", cmd, err)
+			}
+			if msg.Error != nil {
+				return fmt.Errorf("qmp %s: %s: %s", cmd, msg.Error.Class, msg.Error.Desc)
+			}
+			if msg.Return != nil {
+				break
+			}
+		}
+	}
+	return nil
+}
+
+// chPowerButton presses the virtual power button through Cloud
+// Hypervisor's REST API on its UNIX socket. One fixed request does not
+// justify net/http, whose TLS dependencies would slow every re-exec of
+// vmsup.
+func chPowerButton(sock string, timeout time.Duration) error {
+	c, err := net.DialTimeout("unix", sock, timeout)
+	if err != nil {
+		return fmt.Errorf("cloud-hypervisor api: %w", err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(timeout))
+	if _, err := io.WriteString(c, "PUT /api/v1/vm.power-button HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"); err != nil {
+		return fmt.Errorf("cloud-hypervisor api: %w", err)
+	}
+	status, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("cloud-hypervisor api: %w", err)
+	}
+	// "HTTP/1.1 204 No Content"
+	if f := strings.Fields(status); len(f) < 2 || !strings.HasPrefix(f[1], "2") {
+		return fmt.Errorf("cloud-hypervisor api: vm.power-button: %s", strings.TrimSpace(status))
+	}
+	return nil
+}
