@@ -52,6 +52,8 @@ const (
 		llsys.AccessFSMakeChar | llsys.AccessFSMakeDir | llsys.AccessFSMakeReg | llsys.AccessFSMakeSock |
 		llsys.AccessFSMakeFifo | llsys.AccessFSMakeBlock | llsys.AccessFSMakeSym | llsys.AccessFSRefer |
 		llsys.AccessFSTruncate | llsys.AccessFSIoctlDev
+	fileRights = llsys.AccessFSExecute | llsys.AccessFSWriteFile | llsys.AccessFSReadFile |
+		llsys.AccessFSTruncate | llsys.AccessFSIoctlDev
 )
 
 // Restrict puts the calling process (all its threads) into a new Landlock
@@ -71,9 +73,15 @@ func Restrict(abi int, paths *Paths) error {
 	var rules []ll.Rule
 	if paths != nil {
 		args = append(args, ll.AccessFSSet(readRights|execRights|writeRights))
+		// A rule on a file may only carry file rights (the kernel rejects
+		// directory rights such as make_reg on it).
 		add := func(rights ll.AccessFSSet, list []string) {
-			if len(list) > 0 {
-				rules = append(rules, ll.PathAccess(rights, list...))
+			for _, p := range list {
+				r := rights
+				if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
+					r &= fileRights
+				}
+				rules = append(rules, ll.PathAccess(r, p))
 			}
 		}
 		add(readRights, paths.Read)

@@ -28,6 +28,8 @@ func main() {
 			check(err)
 			c.Close()
 		}
+	case "duel": // duel NAME PEER DIR HOSTABSTRACT: see duel.go
+		duel(os.Args[2], os.Args[3], os.Args[4], os.Args[5])
 	case "fds": // fds: print the open descriptors, then sleep
 		fmt.Println("fds", strings.Join(openFDs(), " "))
 		fmt.Println("env", strings.Join(os.Environ(), " "))

@@ -34,8 +34,19 @@ func Root() string {
 	return filepath.Dir(strings.TrimSpace(string(out)))
 }
 
+// Main runs a package's tests and removes the binaries built for them.
+// Call it from TestMain.
+func Main(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
+
 func build() {
-	buildDir, buildErr = os.MkdirTemp("", "vmsup-test-bin-")
+	// Not under /tmp: services with a private /tmp could not see them.
+	buildDir, buildErr = os.MkdirTemp("/var/tmp", "vmsup-test-bin-")
 	if buildErr != nil {
 		return
 	}
@@ -306,7 +317,7 @@ func reapedOutside(p, pidns string) bool {
 // services that run as other users.
 func SharedDir(t testing.TB) string {
 	t.Helper()
-	d, err := os.MkdirTemp("", "vmsup-test-shared-")
+	d, err := os.MkdirTemp("/var/tmp", "vmsup-test-shared-")
 	if err != nil {
 		t.Fatal(err)
 	}

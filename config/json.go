@@ -1,0 +1,319 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// The JSON layer. Parse does not decode into structs: it first builds a small
+// tree of the document (keeping key order, positions and duplicate keys) and
+// then walks it, so that it can report every unknown field, wrong type and
+// bad value in one run, each with its JSON path, in document order.
+
+type kind int
+
+const (
+	kindNull kind = iota
+	kindBool
+	kindNumber
+	kindString
+	kindArray
+	kindObject
+)
+
+var kindNames = [...]string{"null", "boolean", "number", "string", "array", "object"}
+
+// A value is one node of the document.
+type value struct {
+	kind    kind
+	pos     int64    // offset just past the value's first token; orders errors
+	text    string   // a string's contents, or a number's literal
+	boolean bool     // kindBool
+	elems   []*value // kindArray
+	members []member // kindObject, in document order, later duplicates dropped
+}
+
+type member struct {
+	key string
+	pos int64 // offset just past the key
+	val *value
+}
+
+// parser collects errors while the tree is built and walked.
+type parser struct {
+	errs []posError
+}
+
+type posError struct {
+	pos int64
+	err *Error
+}
+
+func (p *parser) errorf(pos int64, path, format string, args ...any) {
+	p.errs = append(p.errs, posError{pos, &Error{Path: path, Msg: fmt.Sprintf(format, args...)}})
+}
+
+// sorted returns the errors in document order. Cross-field checks run after
+// the walk, so the order errors were found in is not the order of the file;
+// the stable sort keeps several errors about one value in the order found.
+func (p *parser) sorted() []*Error {
+	sort.SliceStable(p.errs, func(i, j int) bool { return p.errs[i].pos < p.errs[j].pos })
+	out := make([]*Error, len(p.errs))
+	for i, e := range p.errs {
+		out[i] = e.err
+	}
+	return out
+}
+
+// syntaxError turns a decoding failure into the single document-level error.
+func syntaxError(err error) *Error {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return &Error{Msg: fmt.Sprintf("invalid JSON at byte %d: %s", se.Offset, se.Error())}
+	}
+	return &Error{Msg: "invalid JSON: " + err.Error()}
+}
+
+// readTree checks the syntax of data and builds its tree. A syntax error is
+// returned as the only error: nothing after it can be trusted.
+func (p *parser) readTree(data []byte) (*value, *Error) {
+	// Unmarshal into a RawMessage only runs the syntax check, which, unlike
+	// Decoder.Token, reports the byte offset of every kind of syntax error
+	// (including trailing garbage).
+	var raw json.RawMessage
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return nil, syntaxError(err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber() // keep number literals, to tell 3 from 3.0 and to avoid float rounding
+	v, err := p.build(dec, "")
+	if err != nil {
+		return nil, syntaxError(err)
+	}
+	return v, nil
+}
+
+// build reads one value from dec. path is only used to name duplicate keys.
+func (p *parser) build(dec *json.Decoder, path string) (*value, error) {
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, err
+	}
+	v := &value{pos: dec.InputOffset()}
+	switch t := tok.(type) {
+	case json.Delim:
+		if t == '[' {
+			v.kind = kindArray
+			for i := 0; dec.More(); i++ {
+				e, err := p.build(dec, index(path, i))
+				if err != nil {
+					return nil, err
+				}
+				v.elems = append(v.elems, e)
+			}
+		} else {
+			v.kind = kindObject
+			seen := map[string]bool{}
+			for dec.More() {
+				kt, err := dec.Token()
+				if err != nil {
+					return nil, err
+				}
+				key, ok := kt.(string)
+				if !ok {
+					return nil, fmt.Errorf("object key is %T", kt)
+				}
+				kpos := dec.InputOffset()
+				e, err := p.build(dec, join(path, key))
+				if err != nil {
+					return nil, err
+				}
+				if seen[key] {
+					p.errorf(kpos, join(path, key), "duplicate key")
+					continue
+				}
+				seen[key] = true
+				v.members = append(v.members, member{key, kpos, e})
+			}
+		}
+		if _, err := dec.Token(); err != nil { // the closing delimiter
+			return nil, err
+		}
+	case string:
+		v.kind, v.text = kindString, t
+	case json.Number:
+		v.kind, v.text = kindNumber, string(t)
+	case bool:
+		v.kind, v.boolean = kindBool, t
+	case nil:
+		v.kind = kindNull
+	default:
+		return nil, fmt.Errorf("unexpected token %T", tok)
+	}
+	return v, nil
+}
+
+// Paths look like services[1].limits.memory_max. Keys that are not plain
+// identifiers are quoted, services[0].env["A-B"], so that every path can be
+// read back unambiguously.
+
+func join(path, key string) string {
+	if !isIdent(key) {
+		return path + "[" + strconv.Quote(key) + "]"
+	}
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func index(path string, i int) string {
+	return path + "[" + strconv.Itoa(i) + "]"
+}
+
+func isIdent(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i, c := range s {
+		letter := c == '_' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
+		if !letter && (i == 0 || c < '0' || c > '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// fields is an object being walked.
+type fields struct {
+	p    *parser
+	obj  *value
+	path string
+	m    map[string]*value
+}
+
+// object checks that v is an object whose keys are all in known, reporting
+// each unknown one. ok is false if v is not an object at all.
+func (p *parser) object(v *value, path string, known ...string) (f fields, ok bool) {
+	if !p.is(v, path, kindObject, "object") {
+		return fields{}, false
+	}
+	f = fields{p: p, obj: v, path: path, m: make(map[string]*value, len(v.members))}
+	for _, mb := range v.members {
+		if !contains(known, mb.key) {
+			p.errorf(mb.pos, join(path, mb.key), "unknown field")
+			continue
+		}
+		f.m[mb.key] = mb.val
+	}
+	return f, true
+}
+
+// get returns the value of key (nil when absent) and its path.
+func (f fields) get(key string) (*value, string) {
+	return f.m[key], join(f.path, key)
+}
+
+// required is get, reporting a missing key. The error is placed at the
+// start of the object: problems with the object as a whole come before
+// those with its contents.
+func (f fields) required(key string) (*value, string) {
+	v, path := f.get(key)
+	if v == nil {
+		f.p.errorf(f.obj.pos, path, "required")
+	}
+	return v, path
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// is reports a type error unless v has kind k; want names what was expected.
+func (p *parser) is(v *value, path string, k kind, want string) bool {
+	if v.kind != k {
+		p.typeError(v, path, want)
+		return false
+	}
+	return true
+}
+
+func (p *parser) typeError(v *value, path, want string) {
+	p.errorf(v.pos, path, "expected %s, got %s", want, kindNames[v.kind])
+}
+
+// array checks that v is an array.
+func (p *parser) array(v *value, path string) ([]*value, bool) {
+	if !p.is(v, path, kindArray, "array") {
+		return nil, false
+	}
+	return v.elems, true
+}
+
+func (p *parser) str(v *value, path string) (string, bool) {
+	if !p.is(v, path, kindString, "string") {
+		return "", false
+	}
+	return v.text, true
+}
+
+func (p *parser) boolean(v *value, path string) (bool, bool) {
+	if !p.is(v, path, kindBool, "boolean") {
+		return false, false
+	}
+	return v.boolean, true
+}
+
+// integral reports whether a number literal has no fraction or exponent;
+// 3.0 and 3e0 are rejected rather than silently truncated.
+func integral(lit string) bool {
+	return !strings.ContainsAny(lit, ".eE")
+}
+
+// integer checks that v is a JSON integer in [lo, hi].
+func (p *parser) integer(v *value, path string, lo, hi int64) (int64, bool) {
+	if !p.is(v, path, kindNumber, "integer") {
+		return 0, false
+	}
+	if !integral(v.text) {
+		p.errorf(v.pos, path, "must be an integer")
+		return 0, false
+	}
+	n, err := strconv.ParseInt(v.text, 10, 64)
+	if err != nil || n < lo || n > hi {
+		p.errorf(v.pos, path, "must be between %d and %d", lo, hi)
+		return 0, false
+	}
+	return n, true
+}
+
+// enum checks that v is one of the strings in choices.
+func (p *parser) enum(v *value, path string, choices ...string) (string, bool) {
+	s, ok := p.str(v, path)
+	if !ok {
+		return "", false
+	}
+	if !contains(choices, s) {
+		p.errorf(v.pos, path, "must be one of %s", quoteList(choices))
+		return "", false
+	}
+	return s, true
+}
+
+func quoteList(list []string) string {
+	q := make([]string, len(list))
+	for i, s := range list {
+		q[i] = strconv.Quote(s)
+	}
+	return strings.Join(q, ", ")
+}

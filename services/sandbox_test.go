@@ -1,0 +1,334 @@
+package services_test
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"vmsup/internal/vmtest"
+)
+
+// duelVM runs two services with the same uid that attack each other (see
+// internal/testprog/duel.go) and returns each one's attempt lines.
+func duelVM(t *testing.T, name, landlockMode string) (map[string][]string, string) {
+	prog := vmtest.Bin(t, "testprog")
+	dir := vmtest.SharedDir(t)
+	// An abstract socket on the host that no service may reach.
+	host := fmt.Sprintf("vmsup-test-host-%d", os.Getpid())
+	l, err := net.Listen("unix", "@"+host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	svc := func(me, peer string, caps []string) map[string]any {
+		s := map[string]any{
+			"name": me, "argv": []string{prog, "duel", me, peer, dir, host},
+			"uid": 1000, "gid": 1000,
+			"private_tmp": "4M", "private_shm": "4M",
+			"env": map[string]string{"SECRET": "s3cret-" + me},
+		}
+		if caps != nil {
+			s["capabilities"] = caps
+		}
+		return s
+	}
+	c := vmtest.NewConfig(t, name, svc("red", "blue", []string{"CAP_NET_BIND_SERVICE"}), svc("blue", "red", nil))
+	c["landlock"] = landlockMode
+	vm := vmtest.Start(t, c, vmtest.Options{})
+	vm.PID1()
+	vm.WaitFor("red: duel done", 20*time.Second)
+	vm.WaitFor("blue: duel done", 20*time.Second)
+	vm.WaitFor("blue: status NoNewPrivs", 5*time.Second)
+	vm.WaitFor("red: status NoNewPrivs", 5*time.Second)
+	out := vm.Stderr.String()
+	vm.Signal(syscall.SIGTERM)
+	if st := vm.Wait(10 * time.Second); st != 0 {
+		t.Fatalf("status %d", st)
+	}
+	vm.AssertClean(time.Second)
+	res := map[string][]string{}
+	for _, line := range strings.Split(out, "\n") {
+		for _, who := range []string{"red", "blue"} {
+			if rest, ok := strings.CutPrefix(line, who+": "); ok && (strings.HasPrefix(rest, "attempt ") || strings.HasPrefix(rest, "status ")) {
+				res[who] = append(res[who], rest)
+			}
+		}
+	}
+	return res, out
+}
+
+// Two services with the same uid can neither signal, trace, connect to
+// nor look into each other, PID 1 or the host's abstract sockets, nor
+// mount, setns, mknod or leave their cgroup; their capabilities are
+// exactly the configured ones and no_new_privs is set.
+func TestSiblingsContained(t *testing.T) {
+	res, out := duelVM(t, "duel", "required")
+	tried, blocked := 0, 0
+	for _, who := range []string{"red", "blue"} {
+		for _, l := range res[who] {
+			if !strings.HasPrefix(l, "attempt ") {
+				continue
+			}
+			tried++
+			if strings.HasSuffix(l, "ESCAPED") {
+				t.Errorf("%s: %s", who, l)
+			} else {
+				blocked++
+			}
+		}
+	}
+	if tried != 40 {
+		t.Fatalf("want 20 attempts per service, got %d in all:\n%s", tried, out)
+	}
+	t.Logf("%d attacks tried, %d blocked", tried, blocked)
+	// CAP_NET_BIND_SERVICE is bit 10 (0x400).
+	want := map[string]string{
+		"red":  "CapInh: 0000000000000400|CapPrm: 0000000000000400|CapEff: 0000000000000400|CapBnd: 0000000000000400|CapAmb: 0000000000000400|NoNewPrivs: 1",
+		"blue": "CapInh: 0000000000000000|CapPrm: 0000000000000000|CapEff: 0000000000000000|CapBnd: 0000000000000000|CapAmb: 0000000000000000|NoNewPrivs: 1",
+	}
+	for who, w := range want {
+		var got []string
+		for _, l := range res[who] {
+			if s, ok := strings.CutPrefix(l, "status "); ok {
+				got = append(got, s)
+			}
+		}
+		if strings.Join(got, "|") != w {
+			t.Errorf("%s credentials:\n got %s\nwant %s", who, strings.Join(got, "|"), w)
+		}
+	}
+}
+
+// The same duel with "landlock": "off" shows the attacks are real and
+// Landlock is what stops them: signals and abstract-socket connections
+// then go through both ways (same uid, no other barrier), and red, whose
+// capabilities are a superset of blue's, can also trace blue and read
+// its environment and private /tmp through /proc.
+func TestSiblingsWithoutLandlockCanReachEachOther(t *testing.T) {
+	res, _ := duelVM(t, "duel-off", "off")
+	want := map[string][]string{
+		"blue": {"signal peer", "pidfd signal peer", "connect peer abstract socket", "connect host abstract socket"},
+		"red": {"signal peer", "pidfd signal peer", "connect peer abstract socket", "connect host abstract socket",
+			"ptrace peer", "read peer /proc/PID/environ", "list peer /proc/PID/root/tmp", "read peer /proc/PID/root/tmp secret"},
+	}
+	for who, attacks := range want {
+		escaped := map[string]bool{}
+		for _, l := range res[who] {
+			if w, ok := strings.CutSuffix(l, ": ESCAPED"); ok {
+				escaped[strings.TrimPrefix(w, "attempt ")] = true
+			}
+		}
+		for _, a := range attacks {
+			if !escaped[a] {
+				t.Errorf("%s: with Landlock off, %q should succeed; got %v", who, a, res[who])
+			}
+		}
+	}
+}
+
+// masked_paths, readonly_paths and binds hold inside services.
+func TestMountsInsideServices(t *testing.T) {
+	d := vmtest.SharedDir(t)
+	for _, p := range []string{"masked", "ro", "src", "rosrc", "dst", "rodst"} {
+		os.Mkdir(filepath.Join(d, p), 0o777)
+		os.Chmod(filepath.Join(d, p), 0o777)
+	}
+	os.WriteFile(filepath.Join(d, "masked/secret"), []byte("hidden"), 0o644)
+	os.WriteFile(filepath.Join(d, "maskedfile"), []byte("hidden"), 0o644)
+	os.WriteFile(filepath.Join(d, "src/file"), []byte("bound"), 0o644)
+	os.WriteFile(filepath.Join(d, "rosrc/file"), []byte("robound"), 0o644)
+	script := strings.Join([]string{
+		"ls -A " + d + "/masked | wc -l | sed 's/^/masked-entries=/'",
+		"echo maskedfile=$(cat " + d + "/maskedfile)",
+		"touch " + d + "/masked/new 2>/dev/null && echo masked-writable || echo masked-readonly",
+		"touch " + d + "/ro/new 2>/dev/null && echo ro-writable || echo ro-readonly",
+		"echo bind=$(cat " + d + "/dst/file)",
+		"touch " + d + "/dst/new 2>/dev/null && echo bind-writable || echo bind-readonly",
+		"echo robind=$(cat " + d + "/rodst/file)",
+		"touch " + d + "/rodst/new 2>/dev/null && echo robind-writable || echo robind-readonly",
+		"exec sleep 100",
+	}, "; ")
+	c := vmtest.NewConfig(t, "mounts", map[string]any{"name": "m", "argv": []string{"/bin/sh", "-c", script}})
+	c["mount"] = map[string]any{
+		"masked_paths":   []string{d + "/masked", d + "/maskedfile"},
+		"readonly_paths": []string{d + "/ro"},
+		"binds": []map[string]any{
+			{"source": d + "/src", "target": d + "/dst"},
+			{"source": d + "/rosrc", "target": d + "/rodst", "readonly": true},
+		},
+	}
+	vm := vmtest.Start(t, c, vmtest.Options{})
+	vm.PID1()
+	vm.WaitFor("m: robind-", 10*time.Second)
+	out := vm.Stderr.String()
+	for _, want := range []string{"m: masked-entries=0", "m: maskedfile=\n", "m: masked-readonly", "m: ro-readonly",
+		"m: bind=bound", "m: bind-writable", "m: robind=robound", "m: robind-readonly"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	// The host sees none of it: the bind target is still empty but for
+	// what the service wrote through the writable bind (into src).
+	if _, err := os.Stat(filepath.Join(d, "src/new")); err != nil {
+		t.Errorf("write through the bind did not reach its source: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(d, "dst/file")); err == nil {
+		t.Errorf("the bind leaked into the host's mount namespace")
+	}
+	vm.Signal(syscall.SIGTERM)
+	vm.Wait(10 * time.Second)
+	vm.AssertClean(time.Second)
+}
+
+// Sockets and devices arrive on the stated fds, announced in LISTEN_*,
+// and nothing else is open; the sockets have the configured owner and
+// mode and accept connections from the host.
+func TestSocketsAndDevices(t *testing.T) {
+	prog := vmtest.Bin(t, "testprog")
+	c := vmtest.NewConfig(t, "fds", map[string]any{
+		"name": "f", "argv": []string{prog, "fds"},
+		"env": map[string]string{"GODEBUG": "containermaxprocs=0"},
+		"sockets": []map[string]any{
+			{"path": "/run/vmsup-test/fds/b.sock", "fd": 7, "mode": "0660", "uid": 1234},
+			{"path": "/run/vmsup-test/fds/a.sock", "fd": 3},
+		},
+		"devices": []map[string]any{{"path": "/dev/zero", "fd": 5}},
+	})
+	vm := vmtest.Start(t, c, vmtest.Options{})
+	vm.PID1()
+	vm.WaitFor("f: env ", 10*time.Second)
+	out := vm.Stderr.String()
+	fds := strings.Fields(strings.TrimPrefix(grepLine(out, "f: fds "), "f: fds "))
+	if len(fds) != 6 || !strings.HasPrefix(fds[3], "3=socket:") || fds[4] != "5=/dev/zero" || !strings.HasPrefix(fds[5], "7=socket:") {
+		t.Fatalf("want fds 0 1 2 3=socket 5=/dev/zero 7=socket and no other, got %v", fds)
+	}
+	env := grepLine(out, "f: env ")
+	for _, want := range []string{"LISTEN_FDS=2", "LISTEN_FDNAMES=a:b"} {
+		if !strings.Contains(env, want) {
+			t.Errorf("env lacks %s: %s", want, env)
+		}
+	}
+	// LISTEN_PID must be the service's own PID in the VM's namespace: the
+	// only process there besides PID 1 and the shell-less service is it.
+	if !strings.Contains(env, "LISTEN_PID=") {
+		t.Errorf("env lacks LISTEN_PID: %s", env)
+	}
+	for _, s := range []struct {
+		path string
+		uid  uint32
+		mode uint32
+	}{{"/run/vmsup-test/fds/b.sock", 1234, 0o660}, {"/run/vmsup-test/fds/a.sock", 65534, 0o600}} {
+		var st unix.Stat_t
+		if err := unix.Stat(s.path, &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.Uid != s.uid || st.Mode&0o777 != s.mode || st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+			t.Errorf("%s: uid %d mode %o, want uid %d mode %o socket", s.path, st.Uid, st.Mode, s.uid, s.mode)
+		}
+		conn, err := net.Dial("unix", s.path)
+		if err != nil {
+			t.Errorf("connect %s: %v", s.path, err)
+		} else {
+			conn.Close()
+		}
+	}
+	vm.Signal(syscall.SIGTERM)
+	vm.Wait(10 * time.Second)
+	vm.AssertClean(time.Second)
+}
+
+// LISTEN_PID equals the PID the service sees for itself.
+func TestListenPID(t *testing.T) {
+	c := vmtest.NewConfig(t, "listenpid", map[string]any{
+		"name": "l", "argv": []string{"/bin/sh", "-c", `echo "self=$$ listen=$LISTEN_PID"; exec sleep 100`},
+		"sockets": []map[string]any{{"path": "/run/vmsup-test/listenpid/l.sock", "fd": 3}},
+	})
+	vm := vmtest.Start(t, c, vmtest.Options{})
+	vm.PID1()
+	vm.WaitFor("l: self=", 10*time.Second)
+	line := grepLine(vm.Stderr.String(), "l: self=")
+	f := strings.Fields(line)
+	if len(f) != 3 || strings.TrimPrefix(f[1], "self=") != strings.TrimPrefix(f[2], "listen=") {
+		t.Fatalf("LISTEN_PID is not the service's PID: %q", line)
+	}
+	if pid, _ := strconv.Atoi(strings.TrimPrefix(f[1], "self=")); pid < 2 {
+		t.Fatalf("odd PID: %q", line)
+	}
+	vm.Signal(syscall.SIGTERM)
+	vm.Wait(10 * time.Second)
+	vm.AssertClean(time.Second)
+}
+
+// "landlock": "required" on a kernel without scoping is refused with 111
+// before anything is created; "best-effort" runs and says what it lacks.
+// The kernel is not mocked: the probe's answer is capped with
+// VMSUP_LANDLOCK_ABI_MAX, the knob `vmsup check` honours too.
+func TestLandlockRequiredRefused(t *testing.T) {
+	c := vmtest.NewConfig(t, "ll-required", map[string]any{"name": "a", "argv": []string{"/bin/sleep", "100"}})
+	vm := vmtest.Start(t, c, vmtest.Options{Env: []string{"VMSUP_LANDLOCK_ABI_MAX=5"}})
+	if st := vm.Wait(10 * time.Second); st != 111 {
+		t.Fatalf("status %d, want 111:\n%s", st, vm.Stderr.String())
+	}
+	if out := vm.Stderr.String(); !strings.Contains(out, "landlock is required but Landlock ABI 5 cannot scope signals") {
+		t.Fatalf("unclear refusal:\n%s", out)
+	}
+	vm.AssertClean(0)
+
+	c = vmtest.NewConfig(t, "ll-besteffort", map[string]any{"name": "a", "argv": []string{"/bin/sleep", "100"}})
+	c["landlock"] = "best-effort"
+	vm = vmtest.Start(t, c, vmtest.Options{Env: []string{"VMSUP_LANDLOCK_ABI_MAX=5"}})
+	vm.PID1()
+	vm.WaitFor("all services are ready", 10*time.Second)
+	if !strings.Contains(vm.Stderr.String(), "landlock best-effort: Landlock ABI 5 cannot scope") {
+		t.Fatalf("best-effort did not say what it lacks:\n%s", vm.Stderr.String())
+	}
+	vm.Signal(syscall.SIGTERM)
+	vm.Wait(10 * time.Second)
+	vm.AssertClean(time.Second)
+}
+
+// landlock_paths restricts the filesystem: writes succeed only below the
+// write list, even where file permissions would allow them.
+func TestLandlockPaths(t *testing.T) {
+	d := vmtest.SharedDir(t)
+	for _, p := range []string{"allowed", "denied"} {
+		os.Mkdir(filepath.Join(d, p), 0o777)
+		os.Chmod(filepath.Join(d, p), 0o777)
+	}
+	script := "touch " + d + "/allowed/f && echo allowed-ok; touch " + d + "/denied/f 2>/dev/null && echo denied-WROTE || echo denied-blocked; exec sleep 100"
+	c := vmtest.NewConfig(t, "ll-paths", map[string]any{
+		"name": "p", "argv": []string{"/bin/sh", "-c", script},
+		"landlock_paths": map[string]any{
+			"read":    []string{"/"},
+			"execute": []string{"/usr", "/bin", "/lib", "/lib64"},
+			"write":   []string{d + "/allowed", "/dev/null"},
+		},
+	})
+	vm := vmtest.Start(t, c, vmtest.Options{})
+	vm.PID1()
+	vm.WaitFor("p: denied-", 10*time.Second)
+	out := vm.Stderr.String()
+	if !strings.Contains(out, "p: allowed-ok") || !strings.Contains(out, "p: denied-blocked") {
+		t.Fatalf("landlock_paths not enforced as configured:\n%s", out)
+	}
+	vm.Signal(syscall.SIGTERM)
+	vm.Wait(10 * time.Second)
+	vm.AssertClean(time.Second)
+}
+
+func grepLine(out, s string) string {
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, s) {
+			return l
+		}
+	}
+	return ""
+}
