@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,6 +14,10 @@ import (
 // FuzzParse checks that Parse never panics, that every error names a
 // well-formed path, that its output is deterministic, and that whatever it
 // accepts satisfies the invariants the supervisor relies on.
+// nameRE is the contract's name rule, as an oracle independent of
+// validName.
+var nameRE = regexp.MustCompile(namePattern)
+
 func FuzzParse(f *testing.F) {
 	var seeds []string
 	for _, pattern := range []string{"*.json", "good/*.json", "bad/*.json"} {

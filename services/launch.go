@@ -4,10 +4,29 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"vmsup/services/launcher"
 )
+
+// Launcher is the path of vmsup-exec; see LauncherPath.
+var Launcher string
+
+// LauncherPath returns vmsup-exec, which is installed next to vmsup.
+func LauncherPath() (string, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(filepath.Dir(self), "vmsup-exec")
+	if err := checkExecutable(p); err != nil {
+		return "", fmt.Errorf("vmsup-exec must be installed next to vmsup: %w", err)
+	}
+	return p, nil
+}
 
 // Launch is one started launcher: its PID and, once the launcher has
 // exec'd the service or failed, the outcome on Result (nil = exec'd).
@@ -24,7 +43,7 @@ type Launch struct {
 // data means execve succeeded, anything else is the launcher's error.
 // The supervisor must not treat an exit seen before the outcome as final:
 // Result always arrives, at the latest when the launcher dies.
-func Start(sp *Spec, files map[int]*os.File, out *os.File, cgroupFD int) (*Launch, error) {
+func Start(sp *launcher.Spec, files map[int]*os.File, out *os.File, cgroupFD int) (*Launch, error) {
 	errR, errW, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -57,13 +76,13 @@ func Start(sp *Spec, files map[int]*os.File, out *os.File, cgroupFD int) (*Launc
 	}
 	fdv[sp.ErrFD] = errW.Fd()
 
-	enc, err := sp.encode()
+	enc, err := sp.Encode()
 	if err != nil {
 		errR.Close()
 		return nil, err
 	}
-	pid, err := syscall.ForkExec("/proc/self/exe", []string{"vmsup-exec", sp.Name}, &syscall.ProcAttr{
-		Env:   []string{SpecEnv + "=" + enc},
+	pid, err := syscall.ForkExec(Launcher, []string{"vmsup-exec", sp.Name}, &syscall.ProcAttr{
+		Env:   []string{launcher.SpecEnv + "=" + enc},
 		Files: fdv,
 		Sys: &syscall.SysProcAttr{
 			Cloneflags:  unix.CLONE_NEWNS,

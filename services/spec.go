@@ -1,20 +1,8 @@
-// Package services starts one service the way the config says and tells
-// when it is ready.
-//
-// A service starts in two steps. The supervisor (PID 1 of the VM) forks
-// a copy of vmsup straight into the service's cgroup and into a new
-// mount namespace (clone3 with CLONE_INTO_CGROUP | CLONE_NEWNS), with the
-// service's file descriptors already at their final numbers. That copy,
-// the launcher, runs Exec: one linear sequence (private /tmp and /dev/shm,
-// rlimits, Landlock, credentials and capabilities, descriptors, working
-// directory) ending in execve of the service. Doing this in a short-lived
-// child keeps the supervisor unrestricted and multithreaded; rlimits and
-// LISTEN_PID are per-process and cannot be set from a forking thread.
+// Package services starts the services of a VM the way the config says
+// (through vmsup-exec, see package launcher) and tells when they are ready.
 package services
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"sort"
@@ -23,37 +11,11 @@ import (
 
 	"vmsup/config"
 	"vmsup/landlock"
+	"vmsup/services/launcher"
 )
-
-// SpecEnv carries the Spec from the supervisor to the launcher. The
-// environment is readable only by the same user (root), unlike argv.
-const SpecEnv = "_VMSUP_SERVICE"
 
 // DefaultPath is the PATH of a service whose env does not set one.
 const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-// Spec is everything the launcher sets up between fork and exec, already
-// resolved by the supervisor.
-type Spec struct {
-	Name     string
-	Path     string // resolved argv[0]
-	Argv     []string
-	Env      []string
-	Cwd      string
-	UID, GID uint32
-	Groups   []uint32
-	Caps     []uint // kept as permitted, effective, inheritable, ambient and in the bounding set
-	Tmp, Shm int64  // private tmpfs sizes in bytes, 0 = none
-	Rlimits  []config.Rlimit
-	// LandlockABI is the ABI to enforce with (0 = Landlock off).
-	LandlockABI int
-	Paths       *landlock.Paths
-	Keep        []int  // descriptors the service receives besides 0, 1, 2
-	Listen      int    // number of sockets announced in LISTEN_FDS
-	ListenNames string // LISTEN_FDNAMES
-	ErrFD       int    // where the launcher reports a failure; close-on-exec
-	Umask       int
-}
 
 // Resolve finds argv[0] the way execvp would, in the service's PATH.
 func Resolve(s *config.Service) (string, error) {
@@ -91,15 +53,18 @@ func checkExecutable(p string) error {
 // NewSpec builds the launcher spec of s. extraGroup, when not nil, is
 // added to the supplementary groups (the VM's gid, which owns the
 // runtime directory).
-func NewSpec(s *config.Service, path string, abi int, extraGroup *uint32, umask int) *Spec {
-	sp := &Spec{
+func NewSpec(s *config.Service, path string, abi int, extraGroup *uint32, umask int) *launcher.Spec {
+	sp := &launcher.Spec{
 		Name: s.Name, Path: path, Argv: s.Argv, Cwd: s.Cwd,
 		UID: s.UID, GID: s.GID, Groups: append([]uint32(nil), s.Groups...),
-		Tmp: s.PrivateTmp, Shm: s.PrivateShm, Rlimits: s.Rlimits,
+		Tmp: s.PrivateTmp, Shm: s.PrivateShm,
 		LandlockABI: abi, Umask: umask,
 	}
 	if extraGroup != nil && *extraGroup != s.GID && !contains(sp.Groups, *extraGroup) {
 		sp.Groups = append(sp.Groups, *extraGroup)
+	}
+	for _, r := range s.Rlimits {
+		sp.Rlimits = append(sp.Rlimits, launcher.Rlimit{Name: r.Name, Resource: r.Resource, Value: r.Value})
 	}
 	for _, c := range s.Capabilities {
 		sp.Caps = append(sp.Caps, c.Value)
@@ -123,9 +88,8 @@ func NewSpec(s *config.Service, path string, abi int, extraGroup *uint32, umask 
 	}
 	if len(socks) > 0 {
 		sp.Listen = len(socks)
-		sp.ListenNames = strings.Join(names, ":")
 		env["LISTEN_FDS"] = strconv.Itoa(len(socks))
-		env["LISTEN_FDNAMES"] = sp.ListenNames
+		env["LISTEN_FDNAMES"] = strings.Join(names, ":")
 	}
 	keys := make([]string, 0, len(env))
 	for k := range env {
@@ -152,21 +116,4 @@ func contains(list []uint32, v uint32) bool {
 		}
 	}
 	return false
-}
-
-func (sp *Spec) encode() (string, error) {
-	b, err := json.Marshal(sp)
-	return string(b), err
-}
-
-func decodeSpec() (*Spec, error) {
-	s := os.Getenv(SpecEnv)
-	if s == "" {
-		return nil, errors.New(SpecEnv + " is not set: this mode is only for vmsup itself")
-	}
-	var sp Spec
-	if err := json.Unmarshal([]byte(s), &sp); err != nil {
-		return nil, fmt.Errorf("decode %s: %w", SpecEnv, err)
-	}
-	return &sp, nil
 }

@@ -67,6 +67,11 @@ func Init() int {
 
 // setup prepares everything the services need before the first starts.
 func (v *vm) setup() error {
+	exe, err := services.LauncherPath()
+	if err != nil {
+		return err
+	}
+	services.Launcher = exe
 	if err := setupMounts(v.cfg.Mount); err != nil {
 		return err
 	}

@@ -175,6 +175,10 @@ func preflight(vm *config.VM) (*preflighted, int, error) {
 		return nil, ExitConfig, errors.New(strings.Join(problems, "\n"))
 	}
 
+	if _, err := services.LauncherPath(); err != nil {
+		return nil, ExitTemp, err
+	}
+
 	switch vm.Landlock {
 	case config.LandlockRequired, config.LandlockBestEffort:
 		pf.abi = landlock.ABI()

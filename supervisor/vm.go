@@ -18,6 +18,7 @@ import (
 	"vmsup/config"
 	"vmsup/s6"
 	"vmsup/services"
+	"vmsup/services/launcher"
 )
 
 // The VM state machine.
@@ -97,7 +98,7 @@ type event struct {
 
 type service struct {
 	cfg    *config.Service
-	spec   *services.Spec
+	spec   *launcher.Spec
 	state  svcState
 	pid    int
 	gen    int

@@ -13,7 +13,6 @@ import (
 
 	"vmsup/check"
 	"vmsup/config"
-	"vmsup/services"
 	"vmsup/supervisor"
 )
 
@@ -37,8 +36,6 @@ func main() {
 			os.Exit(supervisor.ExitConfig)
 		}
 		os.Exit(supervisor.Init())
-	case "vmsup-exec":
-		services.Exec()
 	}
 	os.Exit(cli(os.Args[1:], os.Stdout, os.Stderr))
 }

@@ -50,7 +50,7 @@ func build() {
 	if buildErr != nil {
 		return
 	}
-	for _, p := range []struct{ out, pkg string }{{"vmsup", "./cmd/vmsup"}, {"testprog", "./internal/testprog"}} {
+	for _, p := range []struct{ out, pkg string }{{"vmsup", "./cmd/vmsup"}, {"vmsup-exec", "./cmd/vmsup-exec"}, {"testprog", "./internal/testprog"}} {
 		cmd := exec.Command("go", "build", "-o", filepath.Join(buildDir, p.out), p.pkg)
 		cmd.Dir = Root()
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -63,7 +63,8 @@ func build() {
 	os.Chmod(buildDir, 0o755)
 }
 
-// Bin returns the path of a freshly built binary: "vmsup" or "testprog".
+// Bin returns the path of a freshly built binary: "vmsup", "vmsup-exec"
+// (built next to each other, as installed) or "testprog".
 func Bin(t testing.TB, name string) string {
 	t.Helper()
 	RequireRoot(t)

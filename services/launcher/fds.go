@@ -1,4 +1,4 @@
-package services
+package launcher
 
 import "golang.org/x/sys/unix"
 

@@ -1,4 +1,4 @@
-package services
+package launcher
 
 import (
 	"fmt"
@@ -8,13 +8,12 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"vmsup/config"
 )
 
 // setRlimits sets soft and hard limits to the configured value.
 // syscall.Setrlimit (not unix.Setrlimit) so the Go runtime forgets the
 // RLIMIT_NOFILE it would otherwise restore at execve.
-func setRlimits(rl []config.Rlimit) error {
+func setRlimits(rl []Rlimit) error {
 	for _, r := range rl {
 		lim := syscall.Rlimit{Cur: r.Value, Max: r.Value}
 		if err := syscall.Setrlimit(r.Resource, &lim); err != nil {
