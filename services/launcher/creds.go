@@ -7,7 +7,6 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
-
 )
 
 // setRlimits sets soft and hard limits to the configured value.

@@ -44,9 +44,9 @@ type Spec struct {
 	// LandlockABI is the ABI to enforce with (0 = Landlock off).
 	LandlockABI int
 	Paths       *landlock.Paths
-	Keep        []int  // descriptors the service receives besides 0, 1, 2
-	Listen      int    // number of sockets announced in LISTEN_FDS
-	ErrFD       int    // where the launcher reports a failure; close-on-exec
+	Keep        []int // descriptors the service receives besides 0, 1, 2
+	Listen      int   // number of sockets announced in LISTEN_FDS
+	ErrFD       int   // where the launcher reports a failure; close-on-exec
 	Umask       int
 }
 

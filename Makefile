@@ -1,0 +1,31 @@
+# The two set-up commands (see README.md):
+#   make demo   run a real VM under s6 on this machine
+#   make test   run every test
+export PATH := $(PATH):/usr/local/go/bin
+export CGO_ENABLED := 0
+BIN := bin
+
+.PHONY: all deps build test test-fast bench demo clean
+
+all: build
+
+deps:
+	scripts/install-deps
+
+# Two static binaries, installed side by side.
+build:
+	go build -trimpath -o $(BIN)/vmsup ./cmd/vmsup
+	go build -trimpath -o $(BIN)/vmsup-exec ./cmd/vmsup-exec
+
+# Every test, as root, on the real kernel, s6, virtiofsd and QEMU, then
+# the benchmarks once each so their figures are printed.
+test: deps
+	go vet ./...
+	go test -count=1 -timeout 40m ./...
+	go test -count=1 -run '^$$' -bench . -benchtime 100x ./...
+
+demo: deps build
+	scripts/demo
+
+clean:
+	rm -rf $(BIN)
