@@ -9,7 +9,6 @@
 package check
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +20,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"vmsup/cgroup"
 	"vmsup/landlock"
 )
 
@@ -68,11 +68,11 @@ func Probe() Report {
 	add(landlockScopes(abi))
 	add(landlockFS(abi))
 
-	mount, mountErr := cgroup2MountInfo()
-	add(cgroup2(mount.point, mountErr))
+	mount, mountErr := cgroup.FindMount()
+	add(cgroup2(mount.Point, mountErr))
 	add(cgroupKill(mount, mountErr, kernel))
 	for _, c := range controllers {
-		add(controller(c, mount.point, mountErr))
+		add(controller(c, mount.Point, mountErr))
 	}
 
 	sysAdmin, capErr := hasCapSysAdmin()
@@ -175,80 +175,6 @@ func capNote() string {
 
 // ---- cgroup v2 ----
 
-// Cgroup2Mount returns where the cgroup v2 hierarchy is mounted: on
-// hybrid hosts /sys/fs/cgroup/unified, on pure v2 hosts /sys/fs/cgroup.
-func Cgroup2Mount() (string, error) {
-	m, err := cgroup2MountInfo()
-	return m.point, err
-}
-
-type mountEntry struct {
-	root  string // the directory of the hierarchy that is mounted
-	point string // where it is mounted
-}
-
-func cgroup2MountInfo() (mountEntry, error) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return mountEntry{}, err
-	}
-	defer f.Close()
-	return parseCgroup2Mount(f)
-}
-
-// parseCgroup2Mount finds the cgroup2 entry in mountinfo text. A mount of
-// the hierarchy's root wins over a bind of a sub-directory, because only
-// from the root do the paths of /proc/self/cgroup and cgroup.controllers
-// mean what the probes expect.
-func parseCgroup2Mount(r io.Reader) (mountEntry, error) {
-	var found []mountEntry
-	s := bufio.NewScanner(r)
-	s.Buffer(make([]byte, 64*1024), 1024*1024)
-	for s.Scan() {
-		// id parent maj:min root mountpoint options [optional...] - fstype source superopts
-		pre, post, ok := strings.Cut(s.Text(), " - ")
-		if !ok {
-			continue
-		}
-		fields, tail := strings.Fields(pre), strings.Fields(post)
-		if len(fields) < 5 || len(tail) < 1 || tail[0] != "cgroup2" {
-			continue
-		}
-		m := mountEntry{root: unescape(fields[3]), point: unescape(fields[4])}
-		if m.root == "/" {
-			return m, nil
-		}
-		found = append(found, m)
-	}
-	if err := s.Err(); err != nil {
-		return mountEntry{}, fmt.Errorf("read mountinfo: %w", err)
-	}
-	if len(found) > 0 {
-		return found[0], nil
-	}
-	return mountEntry{}, errors.New("no cgroup2 file system is mounted")
-}
-
-// unescape undoes mountinfo's octal escapes (\040 space, \011 tab,
-// \012 newline, \134 backslash).
-func unescape(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
 func cgroup2(mount string, err error) Feature {
 	f := Feature{Name: "cgroup2", Required: true, Disables: runDisabled}
 	if err != nil {
@@ -266,20 +192,20 @@ func cgroup2(mount string, err error) Feature {
 // where everything lives in the v2 root, like a hybrid one) is the kernel
 // version the evidence, since creating a cgroup to look would change the
 // system.
-func cgroupKill(mount mountEntry, mountErr error, kernel version) Feature {
+func cgroupKill(mount cgroup.MountEntry, mountErr error, kernel version) Feature {
 	f := Feature{Name: "cgroup.kill", Required: true, Disables: runDisabled}
 	if mountErr != nil {
 		f.Detail = "no cgroup2 mount"
 		return f
 	}
 	var dirs []string
-	if own, err := ownCgroupDir(mount); err == nil && own != mount.point {
+	if own, err := ownCgroupDir(mount); err == nil && own != mount.Point {
 		dirs = append(dirs, own)
 	}
-	if entries, err := os.ReadDir(mount.point); err == nil {
+	if entries, err := os.ReadDir(mount.Point); err == nil {
 		for _, e := range entries {
 			if e.IsDir() {
-				dirs = append(dirs, filepath.Join(mount.point, e.Name()))
+				dirs = append(dirs, filepath.Join(mount.Point, e.Name()))
 			}
 		}
 	}
@@ -307,7 +233,7 @@ func cgroupKill(mount mountEntry, mountErr error, kernel version) Feature {
 
 // ownCgroupDir returns this process's cgroup v2 directory, from the "0::"
 // line of /proc/self/cgroup.
-func ownCgroupDir(m mountEntry) (string, error) {
+func ownCgroupDir(m cgroup.MountEntry) (string, error) {
 	b, err := os.ReadFile("/proc/self/cgroup")
 	if err != nil {
 		return "", err
@@ -317,14 +243,14 @@ func ownCgroupDir(m mountEntry) (string, error) {
 		if !ok {
 			continue
 		}
-		// The mount may show only a sub-tree (m.root); our path is
+		// The mount may show only a sub-tree (m.Root); our path is
 		// relative to the hierarchy, so strip that sub-tree first.
-		if m.root != "/" {
-			if p, ok = strings.CutPrefix(p, m.root); !ok || (p != "" && p[0] != '/') {
-				return "", fmt.Errorf("own cgroup %s is outside the mounted %s", line[3:], m.root)
+		if m.Root != "/" {
+			if p, ok = strings.CutPrefix(p, m.Root); !ok || (p != "" && p[0] != '/') {
+				return "", fmt.Errorf("own cgroup %s is outside the mounted %s", line[3:], m.Root)
 			}
 		}
-		return filepath.Join(m.point, p), nil
+		return filepath.Join(m.Point, p), nil
 	}
 	return "", errors.New("no cgroup v2 line in /proc/self/cgroup")
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"vmsup/cgroup"
 
 	"golang.org/x/sys/unix"
 
@@ -81,38 +82,13 @@ func TestLandlock(t *testing.T) {
 
 func TestCgroup2Mount(t *testing.T) {
 	want := mountinfoCgroup2(t)
-	got, err := Cgroup2Mount()
+	got, err := cgroup.Mount()
 	if err != nil || got != want {
-		t.Fatalf("Cgroup2Mount() = %q, %v; mountinfo says %q", got, err, want)
+		t.Fatalf("cgroup.Mount() = %q, %v; mountinfo says %q", got, err, want)
 	}
 	f := feature(t, Probe(), "cgroup2")
 	if !f.OK || !f.Required || f.Detail != "mounted at "+want {
 		t.Errorf("cgroup2 = %+v, want ok, required, mounted at %s", f, want)
-	}
-}
-
-// The parser is tested on text too, for what this machine does not show:
-// escaped mount points, sub-tree binds listed first, no cgroup2 at all.
-func TestParseCgroup2Mount(t *testing.T) {
-	const info = `22 1 0:21 / /proc rw,nosuid - proc proc rw
-50 22 0:40 /vm /srv/cg\040bind rw - cgroup2 cgroup2 rw
-40 30 0:37 / /sys/fs/cgroup/my\040v2\134dir rw,relatime shared:9 - cgroup2 cgroup2 rw,nsdelegate
-`
-	m, err := parseCgroup2Mount(strings.NewReader(info))
-	if err != nil || m.point != `/sys/fs/cgroup/my v2\dir` || m.root != "/" {
-		t.Errorf("root mount: got %+v, %v", m, err)
-	}
-	m, err = parseCgroup2Mount(strings.NewReader(strings.SplitAfter(info, "\n")[1]))
-	if err != nil || m.point != "/srv/cg bind" || m.root != "/vm" {
-		t.Errorf("bind only: got %+v, %v", m, err)
-	}
-	if _, err := parseCgroup2Mount(strings.NewReader("22 1 0:21 / /proc rw - proc proc rw\n")); err == nil {
-		t.Error("no cgroup2 line: want an error")
-	}
-	for in, want := range map[string]string{`a\040b`: "a b", `tab\011`: "tab\t", `\1`: `\1`, `x\09`: `x\09`, `plain`: "plain"} {
-		if got := unescape(in); got != want {
-			t.Errorf("unescape(%q) = %q, want %q", in, got, want)
-		}
 	}
 }
 

@@ -1,0 +1,113 @@
+package supervisor_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"vmsup/internal/vmtest"
+)
+
+// on_exit "restart" restarts with a growing back-off; "ignore" lets the
+// VM run on; the VM still stops with 0.
+func TestRestartAndIgnore(t *testing.T) {
+	c := vmtest.NewConfig(t, "restart",
+		map[string]any{"name": "flaky", "argv": []string{"/bin/sh", "-c", "echo try; exit 3"}, "on_exit": "restart"},
+		map[string]any{"name": "oneshot", "argv": []string{"/bin/sh", "-c", "echo once; exit 7"}, "on_exit": "ignore"},
+		sh("steady", "exec sleep 100"))
+	vm := vmtest.Start(t, c, vmtest.Options{})
+	vm.PID1()
+	// Back-off 100, 200, 400 ms: the fourth try comes about 0.7 s in.
+	vm.WaitFor("flaky: restarting in 400ms", 10*time.Second)
+	vm.WaitFor("oneshot: exited with status 7", 5*time.Second)
+	out := vm.Stderr.String()
+	if n := strings.Count(out, "flaky: try"); n < 3 {
+		t.Fatalf("flaky ran %d times, want at least 3:\n%s", n, out)
+	}
+	for _, want := range []string{"restarting in 100ms", "restarting in 200ms"} {
+		if !strings.Contains(out, "flaky: "+want) {
+			t.Errorf("no %q:\n%s", want, out)
+		}
+	}
+	if strings.Count(out, "oneshot: once") != 1 {
+		t.Errorf("an ignored service was restarted:\n%s", out)
+	}
+	vm.Signal(syscall.SIGTERM)
+	if st := vm.Wait(10 * time.Second); st != 0 {
+		t.Fatalf("status %d, want 0", st)
+	}
+	vm.AssertClean(time.Second)
+}
+
+// A service with on_exit "shutdown" (the default) that fails ends the VM
+// with status 1; the others are stopped and nothing is left.
+func TestFailingServiceEndsVM(t *testing.T) {
+	c := vmtest.NewConfig(t, "fails",
+		sh("crash", "sleep 0.3; exit 2"),
+		sh("other", "exec sleep 100"))
+	vm, st := vmtest.Run(t, c, 10*time.Second)
+	if st != 1 {
+		t.Fatalf("status %d, want 1:\n%s", st, vm.Stderr.String())
+	}
+	if !strings.Contains(vm.Stderr.String(), "crash: exited with status 2") {
+		t.Fatalf("no reason given:\n%s", vm.Stderr.String())
+	}
+	vm.AssertClean(time.Second)
+}
+
+// A restart service that dumps core is not restarted; the VM fails.
+func TestNoRestartAfterCoreDump(t *testing.T) {
+	cwd := vmtest.SharedDir(t) // where the kernel may write the core
+	c := vmtest.NewConfig(t, "coredump",
+		map[string]any{"name": "dumper", "argv": []string{"/bin/sh", "-c", "kill -SEGV $$"}, "on_exit": "restart",
+			"cwd": cwd, "rlimits": map[string]any{"core": "unlimited"}},
+		sh("other", "exec sleep 100"))
+	vm, st := vmtest.Run(t, c, 10*time.Second)
+	out := vm.Stderr.String()
+	if !strings.Contains(out, "dumper: killed by SIGSEGV (core dumped)") {
+		t.Fatalf("the kernel did not dump core (core_pattern %q?):\n%s", readFile("/proc/sys/kernel/core_pattern"), out)
+	}
+	if st != 1 || !strings.Contains(out, "dumper: dumped core: not restarting") || strings.Contains(out, "dumper: restarting") {
+		t.Fatalf("status %d, want 1 and no restart:\n%s", st, out)
+	}
+	vm.AssertClean(time.Second)
+}
+
+func readFile(p string) string {
+	b, _ := os.ReadFile(p)
+	return strings.TrimSpace(string(b))
+}
+
+// A start after a crash of both stages removes what they left: the VM's
+// cgroup (empty) and its runtime directory.
+func TestStaleStateCleaned(t *testing.T) {
+	c := vmtest.NewConfig(t, "stale", sh("a", "exec sleep 100"))
+	cg, rd := c["cgroup"].(string), c["runtime_dir"].(string)
+	os.MkdirAll(filepath.Join(cg, "svc.a"), 0o755)
+	os.MkdirAll(filepath.Join(rd, "junk"), 0o755)
+	vm := vmtest.Start(t, c, vmtest.Options{})
+	vm.PID1()
+	vm.WaitFor("all services are ready", 10*time.Second)
+	out := vm.Stderr.String()
+	for _, want := range []string{"removing " + cg + " left by an earlier run", "removing " + rd + " left by an earlier run"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q:\n%s", want, out)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(rd, "junk")); err == nil {
+		t.Error("stale runtime dir content survived")
+	}
+	// A second vmsup of the same VM is refused while the first runs.
+	st, out2 := runOnce(t, 10*time.Second, "run", c.Write(t))
+	if st != 111 || !strings.Contains(out2, "this VM is already running") {
+		t.Fatalf("second instance: status %d, want 111:\n%s", st, out2)
+	}
+	vm.Signal(syscall.SIGTERM)
+	if st := vm.Wait(10 * time.Second); st != 0 {
+		t.Fatalf("status %d", st)
+	}
+	vm.AssertClean(time.Second)
+}
