@@ -53,8 +53,8 @@ import (
 // launch failure is reported as such and not as a bare exit status.
 //
 // Exit status: 0 unless the VM failed. It fails when a service whose
-// on_exit is shutdown ends other than as a graceful power-off (exit 0 of
-// the VMM, or of any shutdown service when no service is the VMM), when a
+// on_exit is shutdown ends with a non-zero status or a signal (exit 0 is
+// a clean end: the guest powered off, or a helper saw its VMM go), when a
 // restart service dumps core, when a service cannot be launched, or when
 // anything had to be killed.
 
@@ -409,7 +409,10 @@ func (v *vm) exited(s *service, ws unix.WaitStatus) {
 		}
 		return
 	}
-	graceful := s.launchErr == nil && ws.Exited() && ws.ExitStatus() == 0 && (s == v.vmm || v.vmm == nil)
+	// Exit 0 is a clean end, for the VMM (the guest powered off) and for
+	// a helper alike: virtiofsd, for one, exits 0 when the VMM closes its
+	// vhost-user connection, which can be seen before the VMM's own exit.
+	graceful := s.launchErr == nil && ws.Exited() && ws.ExitStatus() == 0
 	switch s.cfg.OnExit {
 	case config.OnExitRestart:
 		if ws.CoreDump() {
