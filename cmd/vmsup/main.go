@@ -13,6 +13,7 @@ import (
 
 	"vmsup/check"
 	"vmsup/config"
+	"vmsup/s6"
 	"vmsup/supervisor"
 )
 
@@ -23,6 +24,7 @@ const usage = `usage:
   vmsup run [--parent-pid PID] [--notify-fd N] CONFIG
   vmsup validate CONFIG
   vmsup check [--json]
+  vmsup s6-servicedir [--execline] --config CONFIG OUTDIR
   vmsup version
 CONFIG is a JSON file, or - for standard input.
 `
@@ -92,6 +94,8 @@ func cli(args []string, stdout, stderr io.Writer) int {
 			return supervisor.ExitConfig
 		}
 		return check.Main(*jsonOut, stdout)
+	case "s6-servicedir":
+		return s6.Main(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "vmsup", version)
 		return 0
