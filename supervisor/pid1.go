@@ -29,6 +29,7 @@ func Init() int {
 	unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&[]byte("vmsup-pid1\x00")[0])), 0, 0, 0)
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, syscall.SIGCHLD, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	survivePipes()
 
 	cfgFile := os.NewFile(fdConfig, "config")
 	raw, err := io.ReadAll(io.NewSectionReader(cfgFile, 0, 1<<30))
@@ -47,7 +48,8 @@ func Init() int {
 	if len(os.Args) > 1 && os.Args[1] == "notify" {
 		notify = os.NewFile(fdNotify, "notify")
 	}
-	// Nothing inherited may reach a service.
+	// Nothing inherited may reach a service; the lock (fdLock) stays open
+	// until PID 1 exits.
 	unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
 
 	// PID 1 creates sockets: keep them private until chmod'ed. Services

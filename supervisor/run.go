@@ -69,7 +69,8 @@ const ctlStop = 'T'
 const (
 	fdConfig  = 3
 	fdControl = 4
-	fdNotify  = 5
+	fdLock    = 5 // the VM's locked cgroup directory, held until exit
+	fdNotify  = 6
 )
 
 // cleanupTimeout bounds waiting for a killed cgroup to empty.
@@ -80,6 +81,7 @@ var logger = log.New(os.Stderr, "vmsup: ", 0)
 // Run is `vmsup run`: it returns the exit status.
 func Run(o Options) int {
 	signal.Ignore(syscall.SIGHUP)
+	survivePipes()
 	stops := make(chan os.Signal, 4)
 	// Caught from the start, so a SIGTERM during setup is not lost.
 	signal.Notify(stops, syscall.SIGTERM, syscall.SIGINT)
@@ -102,6 +104,7 @@ func Run(o Options) int {
 		logger.Print(err)
 		return ExitTemp
 	}
+	defer cg.lock.Close()
 	if err := makeRuntimeDir(vm); err != nil {
 		logger.Print(err)
 		destroyVM(vm, cg)
@@ -115,6 +118,15 @@ func Run(o Options) int {
 		}
 	}
 	return status
+}
+
+// survivePipes keeps vmsup alive when its log reader (s6-log, a
+// terminal) is gone: Go exits on SIGPIPE from a write to fd 1 or 2
+// unless the signal is handled, and dying there would skip the cleanup.
+// Handled rather than ignored, because an ignored signal would stay
+// ignored in the services.
+func survivePipes() {
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 }
 
 // load reads and validates the config; every problem is printed.
@@ -227,42 +239,53 @@ func neededControllers(vm *config.VM) []string {
 
 // vmCgroup is the VM's claimed cgroup.
 type vmCgroup struct {
-	dir  string // the VM's cgroup
-	leaf string // the supervisor's leaf inside it
+	dir  string   // the VM's cgroup
+	leaf string   // the supervisor's leaf inside it
+	lock *os.File // the VM's cgroup directory, flock'ed: see claimCgroup
 }
 
-// claimCgroup creates the VM's cgroup; its mkdir is what makes one VM
-// name run once. An existing cgroup with processes in it belongs to a
-// running vmsup: refuse. One without is what a crash of both stages
-// left: remove it and claim again.
+// claimCgroup creates the VM's cgroup and locks it (flock on the
+// directory) for as long as either stage lives: PID 1 inherits the open
+// file, and the kernel drops the lock only when both are gone. That lock
+// is what makes one VM name run once; a cgroup that exists but is not
+// locked is what a crash of both stages left, and is removed first.
+// Claims serialise on a lock of the parent directory, so no other vmsup
+// can remove or recreate the directory between the check and the lock.
 func claimCgroup(dir string, controllers []string) (*vmCgroup, error) {
-	if err := mkdirAncestors(filepath.Dir(dir), controllers); err != nil {
+	parent := filepath.Dir(dir)
+	if err := mkdirAncestors(parent, controllers); err != nil {
 		return nil, fmt.Errorf("cgroup: %w", err)
 	}
-	err := unix.Mkdir(dir, 0o755)
-	if err == unix.EEXIST {
-		busy, perr := cgroup.Populated(dir)
-		if perr != nil {
-			return nil, fmt.Errorf("cgroup %s: %w", dir, perr)
-		}
-		if busy {
-			return nil, fmt.Errorf("cgroup %s is in use: this VM is already running", dir)
-		}
+	pl, err := lockDir(parent, unix.LOCK_EX)
+	if err != nil {
+		return nil, fmt.Errorf("cgroup: lock %s: %w", parent, err)
+	}
+	defer pl.Close()
+
+	if old, err := lockDir(dir, unix.LOCK_EX|unix.LOCK_NB); err == nil {
 		logger.Printf("removing %s left by an earlier run", dir)
-		if err := cgroup.Destroy(dir, cleanupTimeout); err != nil {
+		err := cgroup.Destroy(dir, cleanupTimeout)
+		old.Close()
+		if err != nil {
 			return nil, fmt.Errorf("stale cgroup: %w", err)
 		}
-		err = unix.Mkdir(dir, 0o755)
-		if err == unix.EEXIST {
-			return nil, fmt.Errorf("cgroup %s is in use: this VM is already running", dir)
-		}
+	} else if errors.Is(err, unix.EWOULDBLOCK) {
+		return nil, fmt.Errorf("cgroup %s is in use: this VM is already running", dir)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("cgroup: %w", err)
 	}
-	if err != nil {
+	if err := unix.Mkdir(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create cgroup %s: %w", dir, err)
 	}
-	cg := &vmCgroup{dir: dir, leaf: filepath.Join(dir, "supervisor")}
+	lock, err := lockDir(dir, unix.LOCK_EX|unix.LOCK_NB)
+	if err != nil {
+		unix.Rmdir(dir)
+		return nil, fmt.Errorf("cgroup: lock %s: %w", dir, err)
+	}
+	cg := &vmCgroup{dir: dir, leaf: filepath.Join(dir, "supervisor"), lock: lock}
 	fail := func(err error) (*vmCgroup, error) {
 		cgroup.Destroy(dir, cleanupTimeout)
+		lock.Close()
 		return nil, err
 	}
 	have, err := cgroup.Controllers(dir)
@@ -271,7 +294,7 @@ func claimCgroup(dir string, controllers []string) (*vmCgroup, error) {
 	}
 	for _, c := range controllers {
 		if !containsString(have, c) {
-			return fail(fmt.Errorf("cgroup controller %s is needed by limits but not available in %s: enable it in %s/cgroup.subtree_control", c, dir, filepath.Dir(dir)))
+			return fail(fmt.Errorf("cgroup controller %s is needed by limits but not available in %s: enable it in %s/cgroup.subtree_control", c, dir, parent))
 		}
 	}
 	if err := os.Mkdir(cg.leaf, 0o755); err != nil {
@@ -281,6 +304,19 @@ func claimCgroup(dir string, controllers []string) (*vmCgroup, error) {
 		return fail(fmt.Errorf("cgroup: %w", err))
 	}
 	return cg, nil
+}
+
+// lockDir opens a directory and flocks it with how.
+func lockDir(dir string, how int) (*os.File, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), how); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 // mkdirAncestors creates the missing ancestors of a VM cgroup (typically
@@ -391,7 +427,7 @@ func runInner(o Options, raw []byte, cg *vmCgroup, stops <-chan os.Signal) int {
 		cmd.Env = append(cmd.Env, landlock.ABIMaxEnv+"="+v)
 	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stderr, os.Stderr
-	cmd.ExtraFiles = []*os.File{cfgFile, ctlR}
+	cmd.ExtraFiles = []*os.File{cfgFile, ctlR, cg.lock}
 	if o.NotifyFD >= 0 {
 		notify := os.NewFile(uintptr(o.NotifyFD), "notify")
 		// Ours alone from now on: not inherited by anything but PID 1.

@@ -1,7 +1,9 @@
 package supervisor_test
 
 import (
+	"bufio"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -155,6 +157,38 @@ func TestAbruptDeath(t *testing.T) {
 		if st := vm.Wait(5 * time.Second); st != 111 {
 			t.Fatalf("status %d, want 111", st)
 		}
+		vm.AssertClean(time.Second)
+	})
+	// The log reader (s6-log, a terminal) goes away first: vmsup must
+	// not die of SIGPIPE on its next log line and skip the cleanup.
+	t.Run("log-reader-gone", func(t *testing.T) {
+		c := vmtest.NewConfig(t, "log-gone", sh("a", `exec sleep 100`))
+		cfg := c.Write(t)
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(vmtest.Bin(t, "vmsup"), "run", cfg)
+		cmd.Stdout, cmd.Stderr = w, w
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		w.Close()
+		br := bufio.NewReader(r)
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				t.Fatalf("no readiness line: %v", err)
+			}
+			if strings.Contains(line, "all services are ready") {
+				break
+			}
+		}
+		vm := vmtest.Attach(t, c)
+		vm.PID1()
+		r.Close() // the reader is gone; the next line raises SIGPIPE
+		cmd.Process.Kill()
+		cmd.Wait()
 		vm.AssertClean(time.Second)
 	})
 	t.Run("parent-dies", func(t *testing.T) {

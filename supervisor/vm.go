@@ -511,9 +511,7 @@ func (v *vm) kill() {
 	if v.phase == killing {
 		return
 	}
-	if v.phase == running {
-		v.stop()
-	}
+	// Straight to cgroup.kill: no stop signal, no power-off request.
 	v.phase = killing
 	for _, s := range v.svcs {
 		if s.pid != 0 {

@@ -208,6 +208,15 @@ func Start(t testing.TB, c Config, o Options) *VM {
 	return vm
 }
 
+// Attach returns a VM for c that something else (s6) starts, for
+// PID1 and the leftover checks.
+func Attach(t testing.TB, c Config) *VM {
+	vm := &VM{t: t, Stderr: &Buffer{}, Name: c["name"].(string), done: make(chan struct{})}
+	vm.CgroupDir, _ = c["cgroup"].(string)
+	vm.RuntimeDir, _ = c["runtime_dir"].(string)
+	return vm
+}
+
 // Run starts c and waits for it to end on its own.
 func Run(t testing.TB, c Config, timeout time.Duration) (*VM, int) {
 	vm := Start(t, c, Options{})

@@ -1,0 +1,206 @@
+package e2e
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"vmsup/cgroup"
+	"vmsup/config"
+	"vmsup/internal/vmtest"
+	"vmsup/s6"
+)
+
+// scanDir is a running s6-svscan with the VM's service directory.
+type scanDir struct {
+	t    *testing.T
+	dir  string
+	svc  string
+	scan *exec.Cmd
+	log  *vmtest.Buffer
+}
+
+// underS6 writes the service directory of c with WriteServiceDir (what
+// `vmsup s6-servicedir` does) and starts s6-svscan on it.
+func underS6(t *testing.T, c vmtest.Config) *scanDir {
+	t.Helper()
+	cfgPath := c.Write(t)
+	vmc, errs := config.Load(cfgPath)
+	if len(errs) > 0 {
+		t.Fatal(errs[0])
+	}
+	base, err := os.MkdirTemp("/run", "vmsup-e2e-s6-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &scanDir{t: t, dir: filepath.Join(base, "scan"), log: &vmtest.Buffer{}}
+	os.Mkdir(s.dir, 0o755)
+	staging := filepath.Join(base, "svc")
+	if err := s6.WriteServiceDir(staging, cfgPath, vmtest.Bin(t, "vmsup"), vmc); err != nil {
+		t.Fatal(err)
+	}
+	s.svc = filepath.Join(s.dir, vmc.Name)
+	if err := os.Rename(staging, s.svc); err != nil {
+		t.Fatal(err)
+	}
+	s.scan = exec.Command("s6-svscan", s.dir)
+	s.scan.Stdout, s.scan.Stderr = s.log, s.log
+	if err := s.scan.Start(); err != nil {
+		t.Fatalf("s6-svscan: %v", err)
+	}
+	// s6-svwait needs s6-supervise running for the directory.
+	for deadline := time.Now().Add(10 * time.Second); exec.Command("s6-svok", s.svc).Run() != nil; {
+		if time.Now().After(deadline) {
+			t.Fatalf("s6-svscan did not start s6-supervise for %s:\n%s", s.svc, s.log.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Cleanup(func() {
+		exec.Command("s6-svc", "-dx", s.svc).Run()
+		exec.Command("s6-svscanctl", "-t", s.dir).Run()
+		done := make(chan struct{})
+		go func() { s.scan.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(40 * time.Second):
+			s.scan.Process.Kill()
+		}
+		os.RemoveAll(base)
+		if t.Failed() {
+			t.Logf("s6-svscan's log:\n%s", s.log.String())
+		}
+	})
+	return s
+}
+
+func (s *scanDir) run(args ...string) string {
+	s.t.Helper()
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		s.t.Fatalf("%v: %v\n%s\nlog:\n%s", args, err, out, s.log.String())
+	}
+	return string(bytes.TrimSpace(out))
+}
+
+// superviseProcess returns the PID of the service's s6-supervise.
+func (s *scanDir) supervisePID() int {
+	b, err := exec.Command("s6-svstat", "-o", "pid", s.svc).Output()
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	// That is the run process (vmsup); its parent is s6-supervise.
+	st, _ := os.ReadFile("/proc/" + strings.TrimSpace(string(b)) + "/stat")
+	i := bytes.LastIndexByte(st, ')')
+	f := strings.Fields(string(st[i+1:]))
+	var ppid int
+	if len(f) > 1 {
+		ppid = atoi(f[1])
+	}
+	return ppid
+}
+
+func atoi(s string) int {
+	n := 0
+	for _, c := range s {
+		n = n*10 + int(c-'0')
+	}
+	return n
+}
+
+// The VM under s6: readiness reaches s6, the guest writes through
+// virtiofs, s6-svc -d powers it off through QMP, run exits 0, finish
+// exits 125 (no restart) and nothing is left.
+func TestS6VMLifecycle(t *testing.T) {
+	f := newFixture(t)
+	c := f.config(t, "e2e-s6")
+	vm := vmtest.Attach(t, c)
+	t0 := time.Now()
+	s := underS6(t, c)
+	s.run("s6-svwait", "-U", "-t", "120000", s.svc)
+	ready := time.Since(t0)
+	vm.PID1()
+	if !strings.Contains(s.log.String(), "vmsup: all services are ready") {
+		t.Fatalf("s6 saw readiness before vmsup announced it:\n%s", s.log.String())
+	}
+	if !s.log.WaitFor("vmm: GUEST-READY", 90*time.Second) {
+		t.Fatalf("the guest did not come up:\n%s", s.log.String())
+	}
+	guestReady := time.Since(t0)
+	if b, err := os.ReadFile(filepath.Join(f.share, "hello.txt")); err != nil || string(b) != "written by the guest\n" {
+		t.Fatalf("the guest's file: %q %v", b, err)
+	}
+	t1 := time.Now()
+	s.run("s6-svc", "-d", s.svc)
+	s.run("s6-svwait", "-D", "-t", "60000", s.svc)
+	down := time.Since(t1)
+	if !s.log.WaitFor("vmsup-finish: run exited 0: not restarting", 5*time.Second) {
+		t.Fatalf("finish did not see exit 0:\n%s", s.log.String())
+	}
+	log := s.log.String()
+	for _, want := range []string{"vmm: asking the guest to power off", "vmm: GUEST-POWEROFF", "vmm: exited with status 0"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("no %q:\n%s", want, log)
+		}
+	}
+	vm.AssertClean(time.Second)
+	time.Sleep(time.Second)
+	if st := s.run("s6-svstat", "-o", "up", s.svc); st != "false" {
+		t.Fatalf("s6 restarted the VM after a graceful stop (up=%s)", st)
+	}
+	t.Logf("start to s6 readiness: %v; start to guest file written: %v; s6-svc -d to s6 down: %v",
+		ready.Round(time.Millisecond), guestReady.Round(time.Millisecond), down.Round(time.Millisecond))
+}
+
+// Under s6, a crashing VMM ends vmsup with 1 and nothing is left; finish
+// lets s6 restart the VM (here s6-svc -O keeps it down for the check).
+func TestS6VMMCrash(t *testing.T) {
+	f := newFixture(t)
+	c := f.config(t, "e2e-s6-crash")
+	vm := vmtest.Attach(t, c)
+	s := underS6(t, c)
+	s.run("s6-svwait", "-U", "-t", "120000", s.svc)
+	vm.PID1()
+	if !s.log.WaitFor("vmm: GUEST-READY", 90*time.Second) {
+		t.Fatalf("the guest did not come up:\n%s", s.log.String())
+	}
+	s.run("s6-svc", "-O", s.svc) // once: no restart when it dies
+	pids, err := cgroup.Procs(filepath.Join(vm.CgroupDir, "svc.vmm"))
+	if err != nil || len(pids) != 1 {
+		t.Fatalf("VMM process: %v %v", pids, err)
+	}
+	syscall.Kill(pids[0], syscall.SIGKILL)
+	s.run("s6-svwait", "-D", "-t", "30000", s.svc)
+	if !s.log.WaitFor("vmsup-finish: run exited 1", 5*time.Second) {
+		t.Fatalf("finish did not see exit 1:\n%s", s.log.String())
+	}
+	vm.AssertClean(time.Second)
+}
+
+// SIGKILL of s6-supervise: vmsup dies with it (its death signal, armed
+// race-free with --parent-pid) and nothing of the VM is left after 1 s.
+func TestS6SuperviseKilled(t *testing.T) {
+	f := newFixture(t)
+	c := f.config(t, "e2e-s6-supkill")
+	vm := vmtest.Attach(t, c)
+	s := underS6(t, c)
+	s.run("s6-svwait", "-U", "-t", "120000", s.svc)
+	vm.PID1()
+	if !s.log.WaitFor("vmm: GUEST-READY", 90*time.Second) {
+		t.Fatalf("the guest did not come up:\n%s", s.log.String())
+	}
+	sup := s.supervisePID()
+	// s6-svscan would start a new s6-supervise (and a new VM): stop it
+	// from scanning first, so what is checked is the old VM's end.
+	// (Not waited for here: its output pipe stays open until
+	// s6-supervise, which holds it too, is gone.)
+	s.scan.Process.Signal(syscall.SIGKILL)
+	if err := syscall.Kill(sup, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	vm.AssertClean(time.Second)
+}

@@ -1,0 +1,337 @@
+package s6
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"vmsup/config"
+)
+
+// Exit statuses of `vmsup s6-servicedir`, as for `vmsup run`.
+const (
+	exitUsage = 100
+	exitTemp  = 111
+)
+
+// KillMargin is how long after shutdown_timeout s6-supervise waits before
+// it SIGKILLs vmsup (timeout-kill). vmsup ends by itself at
+// shutdown_timeout plus the time it takes to kill and remove the VM's
+// cgroups (bounded by 5 s per cgroup), so s6 only has to step in when
+// vmsup itself is stuck.
+const KillMargin = 10 * time.Second
+
+// Style says in which language the run and finish scripts are written.
+type Style int
+
+const (
+	Sh       Style = iota // #!/bin/sh
+	Execline              // #!<execlineb from PATH> -P
+)
+
+// WriteServiceDir writes an s6 service directory at outDir that runs
+// `vmsupPath run` on the config at configPath; vm is that config, parsed.
+// Both paths must be absolute. outDir must not exist or be empty.
+func WriteServiceDir(outDir, configPath, vmsupPath string, vm *config.VM) error {
+	return WriteServiceDirStyle(outDir, configPath, vmsupPath, vm, Sh)
+}
+
+// WriteServiceDirStyle is WriteServiceDir with scripts in the given style.
+//
+// The directory is assembled in a hidden sibling (s6-svscan ignores names
+// starting with a dot) and renamed into place, so a scanner never sees a
+// half-written service: it sees nothing, or all of it.
+func WriteServiceDirStyle(outDir, configPath, vmsupPath string, vm *config.VM, style Style) error {
+	for _, p := range []string{configPath, vmsupPath} {
+		if !filepath.IsAbs(p) {
+			return usageErrorf("%s: not an absolute path: the run script must not depend on its working directory", p)
+		}
+	}
+	files, err := serviceFiles(configPath, vmsupPath, vm, style)
+	if err != nil {
+		return err
+	}
+	if err := checkOutDir(outDir); err != nil {
+		return err
+	}
+	outDir = filepath.Clean(outDir)
+	tmp, err := os.MkdirTemp(filepath.Dir(outDir), "."+filepath.Base(outDir)+".tmp-")
+	if err != nil {
+		return err
+	}
+	if err := writeFiles(tmp, files); err != nil {
+		os.RemoveAll(tmp)
+		return err
+	}
+	// rename(2) replaces an empty directory atomically (os.Rename
+	// refuses to replace any directory).
+	if err := unix.Rename(tmp, outDir); err != nil {
+		os.RemoveAll(tmp)
+		if err == unix.ENOTEMPTY || err == unix.EEXIST {
+			// Filled meanwhile.
+			return usageErrorf("%s: exists and is not empty; give a new or empty directory", outDir)
+		}
+		return &os.LinkError{Op: "rename", Old: tmp, New: outDir, Err: err}
+	}
+	return nil
+}
+
+type file struct {
+	name string
+	mode os.FileMode
+	data string
+}
+
+func writeFiles(dir string, files []file) error {
+	if err := os.Chmod(dir, 0o755); err != nil { // MkdirTemp made it 0700
+		return err
+	}
+	for _, f := range files {
+		p := filepath.Join(dir, f.name)
+		if err := os.WriteFile(p, []byte(f.data), f.mode); err != nil {
+			return err
+		}
+		if err := os.Chmod(p, f.mode); err != nil { // the umask applied
+			return err
+		}
+	}
+	return nil
+}
+
+// checkOutDir accepts a missing or empty directory.
+func checkOutDir(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if errors.Is(err, unix.ENOTDIR) {
+		return usageErrorf("%s: exists and is not a directory", dir)
+	}
+	if err != nil {
+		return err
+	}
+	if len(entries) > 0 {
+		return usageErrorf("%s: exists and is not empty; give a new or empty directory", dir)
+	}
+	return nil
+}
+
+// UsageError is an error in what the caller asked for (exit 100), as
+// opposed to a failure to write (111).
+type UsageError struct{ msg string }
+
+func (e *UsageError) Error() string { return e.msg }
+
+func usageErrorf(format string, args ...any) error {
+	return &UsageError{fmt.Sprintf(format, args...)}
+}
+
+// serviceFiles returns the service directory's files.
+func serviceFiles(configPath, vmsupPath string, vm *config.VM, style Style) ([]file, error) {
+	killMs := (vm.ShutdownTimeout + KillMargin).Milliseconds()
+	files := []file{
+		// vmsup writes its readiness line to fd 3 (--notify-fd 3).
+		{"notification-fd", 0o644, "3\n"},
+		{"timeout-kill", 0o644, strconv.FormatInt(killMs, 10) + "\n"},
+	}
+	switch style {
+	case Sh:
+		return append(files,
+			file{"run", 0o755, shRun(vmsupPath, configPath)},
+			file{"finish", 0o755, shFinish}), nil
+	case Execline:
+		elb, err := exec.LookPath("execlineb")
+		if err != nil {
+			return nil, fmt.Errorf("--execline: %w", err)
+		}
+		if elb, err = filepath.Abs(elb); err != nil {
+			return nil, err
+		}
+		run, err := execlineRun(elb, vmsupPath, configPath)
+		if err != nil {
+			return nil, err
+		}
+		return append(files,
+			file{"run", 0o755, run},
+			file{"finish", 0o755, execlineFinish(elb)}), nil
+	}
+	return nil, fmt.Errorf("unknown script style %d", style)
+}
+
+// shQuote quotes s for sh: inside single quotes only ' is special.
+func shQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+func shRun(vmsup, cfg string) string {
+	return `#!/bin/sh
+# Written by vmsup s6-servicedir. s6-supervise runs this script and exec
+# keeps its PID, so vmsup's parent is s6-supervise, whose PID the shell
+# holds in $PPID: vmsup dies with it. A $PPID of 1 means s6-supervise died
+# before the shell started: the death signal could never fire, so give up.
+# stderr joins stdout so that a log/ service sees vmsup's messages.
+#
+# The same in execline (vmsup s6-servicedir --execline; execline 2.9.1 or
+# later, for getpid -P and eltest):
+#   #!/bin/execlineb -P
+#   fdmove -c 2 1
+#   getpid -E -P PPID
+#   ifelse { eltest $PPID = 1 } { exit 111 }
+#   /path/to/vmsup run --parent-pid $PPID --notify-fd 3 /path/to/config.json
+[ "$PPID" != 1 ] || exit 111
+exec 2>&1
+exec ` + shQuote(vmsup) + ` run --parent-pid "$PPID" --notify-fd 3 ` + shQuote(cfg) + "\n"
+}
+
+// shFinish maps vmsup's exit status to s6's restart policy.
+const shFinish = `#!/bin/sh
+# Written by vmsup s6-servicedir. s6-supervise runs this after vmsup ends:
+# $1 is vmsup's exit status, or 256 if a signal killed it ($2 names it).
+# Exit 125 tells s6-supervise not to restart (as s6-svc -O would).
+case $1 in
+0|100)
+	# 0: the VM shut down gracefully; 100: the config is invalid and
+	# retrying cannot help.
+	echo "vmsup-finish: run exited $1: not restarting" >&2
+	exit 125 ;;
+256)
+	echo "vmsup-finish: run was killed by signal $2" >&2 ;;
+*)
+	# 1: the VM failed; 111: a temporary failure. Both may be retried.
+	echo "vmsup-finish: run exited $1" >&2 ;;
+esac
+exit 0
+`
+
+// execlineWord quotes s for execlineb. Characters that execline would
+// interpret even inside quotes ($ for substitution by getpid -E, \ and "
+// for quoting) are refused rather than escaped: the rules differ between
+// execline versions, and no real path needs them.
+func execlineWord(s string) (string, error) {
+	if i := strings.IndexFunc(s, func(r rune) bool { return r == '$' || r == '\\' || r == '"' || r < ' ' || r == 0x7f }); i >= 0 {
+		return "", usageErrorf("%q: an execline script cannot hold this path (it contains %q); use the sh style", s, s[i])
+	}
+	return `"` + s + `"`, nil
+}
+
+func execlineRun(elb, vmsup, cfg string) (string, error) {
+	qv, err := execlineWord(vmsup)
+	if err != nil {
+		return "", err
+	}
+	qc, err := execlineWord(cfg)
+	if err != nil {
+		return "", err
+	}
+	return `#!` + elb + ` -P
+# Written by vmsup s6-servicedir --execline. s6-supervise runs this script
+# and every execline command execs into the next, keeping the PID, so
+# vmsup's parent is s6-supervise: getpid -P gives its PID and vmsup dies
+# with it. Needs execline 2.9.1 or later (getpid -P, eltest). A parent PID of 1 means s6-supervise died
+# before getpid ran: the death signal could never fire, so give up.
+# stderr joins stdout so that a log/ service sees vmsup's messages.
+fdmove -c 2 1
+getpid -E -P PPID
+ifelse { eltest $PPID = 1 } { exit 111 }
+` + qv + ` run --parent-pid $PPID --notify-fd 3 ` + qc + "\n", nil
+}
+
+func execlineFinish(elb string) string {
+	return `#!` + elb + ` -S2
+# Written by vmsup s6-servicedir --execline (execline 2.9.1 or later). s6-supervise runs this after
+# vmsup ends: $1 is vmsup's exit status, or 256 if a signal killed it ($2
+# names it). Exit 125 tells s6-supervise not to restart (as s6-svc -O):
+# on 0 (the VM shut down gracefully) and 100 (the config is invalid).
+# 1 (the VM failed) and 111 (a temporary failure) may be retried.
+fdmove -c 1 2
+ifelse { eltest $1 = 0 -o $1 = 100 } {
+  foreground { echo "vmsup-finish: run exited ${1}: not restarting" }
+  exit 125
+}
+foreground {
+  ifelse { eltest $1 = 256 } { echo "vmsup-finish: run was killed by signal" $2 }
+  echo "vmsup-finish: run exited" $1
+}
+exit 0
+`
+}
+
+const usage = `usage: vmsup s6-servicedir [--execline] --config CONFIG OUTDIR
+Writes an s6 service directory OUTDIR (new, or empty) that runs this vmsup
+on CONFIG: run, finish, notification-fd and timeout-kill.
+`
+
+// Main is `vmsup s6-servicedir [--execline] --config CONFIG OUTDIR`. It
+// returns the exit status: 0, 100 for a usage or config error, 111 when
+// the directory cannot be written.
+func Main(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("vmsup s6-servicedir", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	cfgPath := fs.String("config", "", "the VM's config file")
+	el := fs.Bool("execline", false, "write the scripts in execline instead of sh")
+	// Flags may come before or after OUTDIR.
+	var pos []string
+	for rest := args; ; {
+		if fs.Parse(rest) != nil {
+			return exitUsage
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		rest = fs.Args()[1:]
+	}
+	if len(pos) != 1 || *cfgPath == "" {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	if *cfgPath == "-" {
+		fmt.Fprintln(stderr, "vmsup s6-servicedir: --config -: the run script needs a file, not standard input")
+		return exitUsage
+	}
+	outDir := pos[0]
+
+	vm, errs := config.Load(*cfgPath)
+	for _, e := range errs {
+		fmt.Fprintf(stderr, "vmsup s6-servicedir: %s: %v\n", *cfgPath, e)
+	}
+	if len(errs) > 0 {
+		return exitUsage
+	}
+	abs, err := filepath.Abs(*cfgPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "vmsup s6-servicedir: %v\n", err)
+		return exitTemp
+	}
+	self, err := os.Executable()
+	if err == nil {
+		self, err = filepath.EvalSymlinks(self)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "vmsup s6-servicedir: cannot find the vmsup binary: %v\n", err)
+		return exitTemp
+	}
+	style := Sh
+	if *el {
+		style = Execline
+	}
+	if err := WriteServiceDirStyle(outDir, abs, self, vm, style); err != nil {
+		fmt.Fprintf(stderr, "vmsup s6-servicedir: %v\n", err)
+		var ue *UsageError
+		if errors.As(err, &ue) {
+			return exitUsage
+		}
+		return exitTemp
+	}
+	return 0
+}
