@@ -156,11 +156,11 @@ func TestS6VMLifecycle(t *testing.T) {
 		ready.Round(time.Millisecond), guestReady.Round(time.Millisecond), down.Round(time.Millisecond))
 }
 
-// Under s6, a crashing VMM ends vmsup with 1 and nothing is left; finish
-// lets s6 restart the VM (here s6-svc -O keeps it down for the check).
-func TestS6VMMCrash(t *testing.T) {
-	f := newFixture(t)
-	c := f.config(t, "e2e-s6-crash")
+// bootS6 runs the fixture's VM under s6 and waits until s6 reports it
+// ready and the guest is up.
+func (f *fixture) bootS6(t *testing.T, name string) (*vmtest.VM, *scanDir) {
+	t.Helper()
+	c := f.config(t, name)
 	vm := vmtest.Attach(t, c)
 	s := underS6(t, c)
 	s.run("s6-svwait", "-U", "-t", "120000", s.svc)
@@ -168,6 +168,14 @@ func TestS6VMMCrash(t *testing.T) {
 	if !s.log.WaitFor("vmm: GUEST-READY", 90*time.Second) {
 		t.Fatalf("the guest did not come up:\n%s", s.log.String())
 	}
+	return vm, s
+}
+
+// Under s6, a crashing VMM ends vmsup with 1 and nothing is left; finish
+// lets s6 restart the VM (here s6-svc -O keeps it down for the check).
+func TestS6VMMCrash(t *testing.T) {
+	f := newFixture(t)
+	vm, s := f.bootS6(t, "e2e-s6-crash")
 	s.run("s6-svc", "-O", s.svc) // once: no restart when it dies
 	pids, err := cgroup.Procs(filepath.Join(vm.CgroupDir, "svc.vmm"))
 	if err != nil || len(pids) != 1 {
@@ -185,14 +193,7 @@ func TestS6VMMCrash(t *testing.T) {
 // race-free with --parent-pid) and nothing of the VM is left after 1 s.
 func TestS6SuperviseKilled(t *testing.T) {
 	f := newFixture(t)
-	c := f.config(t, "e2e-s6-supkill")
-	vm := vmtest.Attach(t, c)
-	s := underS6(t, c)
-	s.run("s6-svwait", "-U", "-t", "120000", s.svc)
-	vm.PID1()
-	if !s.log.WaitFor("vmm: GUEST-READY", 90*time.Second) {
-		t.Fatalf("the guest did not come up:\n%s", s.log.String())
-	}
+	vm, s := f.bootS6(t, "e2e-s6-supkill")
 	sup := s.supervisePID()
 	// s6-svscan would start a new s6-supervise (and a new VM): stop it
 	// from scanning first, so what is checked is the old VM's end.

@@ -158,48 +158,6 @@ func svwait(t *testing.T, flag, svc string, timeout time.Duration) time.Time {
 	return time.Now()
 }
 
-// theVM describes the VM of a config for vmtest's leftover checks.
-func theVM(c vmtest.Config) *vmtest.VM {
-	return &vmtest.VM{Name: c["name"].(string), CgroupDir: c["cgroup"].(string), RuntimeDir: c["runtime_dir"].(string)}
-}
-
-// recordNS finds the VM's PID 1 (the one process in the supervisor leaf)
-// and records its namespaces in vm, so that Leftovers sees its processes.
-func recordNS(t *testing.T, vm *vmtest.VM) int {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		b, _ := os.ReadFile(filepath.Join(vm.CgroupDir, "supervisor", "cgroup.procs"))
-		if f := strings.Fields(string(b)); len(f) == 1 {
-			pid, _ := strconv.Atoi(f[0])
-			vm.PidNS, _ = os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid))
-			vm.MntNS, _ = os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", pid))
-			if vm.PidNS != "" && vm.MntNS != "" {
-				return pid
-			}
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Fatalf("no PID 1 in %s/supervisor", vm.CgroupDir)
-	return 0
-}
-
-// assertClean fails unless vm has left nothing within grace.
-func assertClean(t *testing.T, vm *vmtest.VM, grace time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(grace)
-	for {
-		left := vm.Leftovers()
-		if len(left) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("left behind after %v: %s", grace, strings.Join(left, "; "))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // newVM writes config c and returns its path and parsed form.
 func newVM(t *testing.T, c vmtest.Config) (string, *config.VM) {
 	t.Helper()
@@ -280,7 +238,7 @@ func upAndDown(t *testing.T, name string, style s6.Style) {
 		// it inherited (ls runs in a child).
 		sh("fds", "ls -x /proc/$$/fd; exec sleep 100"))
 	cfgPath, cfg := newVM(t, c)
-	vm := theVM(c)
+	vm := vmtest.Attach(t, c)
 
 	sc := startScanner(t)
 	svc, t0 := sc.add(name, writer(t, cfgPath, cfg, style))
@@ -341,7 +299,7 @@ func upAndDown(t *testing.T, name string, style s6.Style) {
 		t.Fatalf("a service's descriptors: %q, want 0 1 2", l)
 	}
 
-	recordNS(t, vm)
+	vm.PID1()
 	outer, _ := strconv.Atoi(svstat(t, svc, "pid")[0])
 	supervise := ppidOf(t, outer)
 	if cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", outer)); !strings.Contains(string(cmdline), "--parent-pid\x00"+strconv.Itoa(supervise)+"\x00") {
@@ -357,7 +315,7 @@ func upAndDown(t *testing.T, name string, style s6.Style) {
 		t.Fatalf("s6-svstat up,wantedup,exitcode: %v, want false false 0", st)
 	}
 	sc.waitOut("vmsup-finish: run exited 0: not restarting", 5*time.Second)
-	assertClean(t, vm, time.Second)
+	vm.AssertClean(time.Second)
 
 	// It stays down.
 	time.Sleep(1500 * time.Millisecond)
@@ -367,7 +325,7 @@ func upAndDown(t *testing.T, name string, style s6.Style) {
 	if n := len(lines(sc.out.String(), "vmsup-finish:")); n != 1 {
 		t.Fatalf("finish ran %d times, want 1:\n%s", n, sc.out.String())
 	}
-	assertClean(t, vm, 0)
+	vm.AssertClean(0)
 }
 
 func TestUpAndDown(t *testing.T) { upAndDown(t, "s6-updown", s6.Sh) }
@@ -390,15 +348,16 @@ func TestKill(t *testing.T) {
 			svc, _ := sc.add(name, writer(t, cfgPath, cfg, style.style))
 			waitSupervised(t, svc)
 			svwait(t, "-U", svc, 10*time.Second)
-			old := theVM(c)
-			recordNS(t, old)
+			old := vmtest.Attach(t, c)
+			old.PID1()
 			oldPid := svstat(t, svc, "pid")[0]
 
 			t0 := time.Now()
 			run(t, "s6-svc", "-k", svc)
 			// Only the processes can be told apart from the next run's.
-			procs := &vmtest.VM{PidNS: old.PidNS, MntNS: old.MntNS}
-			assertClean(t, procs, time.Second)
+			procs := vmtest.Attach(t, vmtest.Config{"name": old.Name})
+			procs.PidNS, procs.MntNS = old.PidNS, old.MntNS
+			procs.AssertClean(time.Second)
 			t.Logf("s6-svc -k -> no process of the VM left: %v", time.Since(t0).Round(time.Millisecond))
 			sc.waitOut("vmsup-finish: run was killed by signal 9", 5*time.Second)
 
@@ -412,19 +371,19 @@ func TestKill(t *testing.T) {
 				t.Logf("the restart found the old VM's cgroup still in use %d time(s)", n)
 			}
 
-			vm := theVM(c)
-			recordNS(t, vm)
+			vm := vmtest.Attach(t, c)
+			vm.PID1()
 			run(t, "s6-svc", "-O", svc)
 			t0 = time.Now()
 			run(t, "s6-svc", "-k", svc)
-			assertClean(t, vm, time.Second)
+			vm.AssertClean(time.Second)
 			t.Logf("s6-svc -O; s6-svc -k -> nothing left: %v", time.Since(t0).Round(time.Millisecond))
 			svwait(t, "-D", svc, 10*time.Second)
 			time.Sleep(1500 * time.Millisecond)
 			if st := svstat(t, svc, "up,wantedup"); st[0] != "false" {
 				t.Fatalf("restarted after -O: %v", st)
 			}
-			assertClean(t, vm, 0)
+			vm.AssertClean(0)
 		})
 	}
 }
@@ -441,8 +400,8 @@ func TestSuperviseKilled(t *testing.T) {
 	svc, _ := sc.add(name, writer(t, cfgPath, cfg, s6.Sh))
 	waitSupervised(t, svc)
 	svwait(t, "-U", svc, 10*time.Second)
-	vm := theVM(c)
-	recordNS(t, vm)
+	vm := vmtest.Attach(t, c)
+	vm.PID1()
 	outer, _ := strconv.Atoi(svstat(t, svc, "pid")[0])
 	supervise := ppidOf(t, outer)
 
@@ -461,18 +420,18 @@ func TestSuperviseKilled(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	tOuter := time.Since(t0)
-	assertClean(t, vm, time.Second)
+	vm.AssertClean(time.Second)
 	t.Logf("SIGKILL s6-supervise -> vmsup gone %v, nothing left %v", tOuter.Round(time.Millisecond), time.Since(t0).Round(time.Millisecond))
 
 	sc.cmd.Process.Signal(syscall.SIGCONT)
 	waitSupervised(t, svc)
 	svwait(t, "-U", svc, 15*time.Second)
 	t.Logf("a new s6-supervise brought the VM up again %v after the kill", time.Since(t0).Round(time.Millisecond))
-	vm2 := theVM(c)
-	recordNS(t, vm2)
+	vm2 := vmtest.Attach(t, c)
+	vm2.PID1()
 	run(t, "s6-svc", "-d", svc)
 	svwait(t, "-D", svc, 15*time.Second)
-	assertClean(t, vm2, time.Second)
+	vm2.AssertClean(time.Second)
 }
 
 // A service that ignores SIGTERM: vmsup kills it at shutdown_timeout and
@@ -489,8 +448,8 @@ func TestTimeoutKill(t *testing.T) {
 	}
 	waitSupervised(t, svc)
 	svwait(t, "-U", svc, 10*time.Second)
-	vm := theVM(c)
-	recordNS(t, vm)
+	vm := vmtest.Attach(t, c)
+	vm.PID1()
 	sc.waitOut("stubborn: trapped", 5*time.Second)
 
 	t0 := time.Now()
@@ -504,7 +463,7 @@ func TestTimeoutKill(t *testing.T) {
 		t.Fatalf("s6-svstat exitcode,signal: %v, want 1 NA (vmsup exited 1, not killed)", st)
 	}
 	sc.waitOut("vmsup-finish: run exited 1\n", 5*time.Second)
-	assertClean(t, vm, time.Second)
+	vm.AssertClean(time.Second)
 	t.Logf("s6-svc -d -> down at shutdown_timeout 1s: %v", el.Round(time.Millisecond))
 }
 
@@ -533,7 +492,7 @@ func TestConfigError(t *testing.T) {
 	if st := svstat(t, svc, "up,wantedup,exitcode"); strings.Join(st, " ") != "false false 100" {
 		t.Fatalf("s6-svstat up,wantedup,exitcode: %v, want false false 100", st)
 	}
-	assertClean(t, theVM(c), 0)
+	vmtest.Attach(t, c).AssertClean(0)
 }
 
 // The subcommand as users run it, from the real binary.
@@ -563,12 +522,12 @@ func TestServicedirCommand(t *testing.T) {
 	}
 	waitSupervised(t, svc)
 	tReady := svwait(t, "-U", svc, 10*time.Second)
-	vm := theVM(c)
-	recordNS(t, vm)
+	vm := vmtest.Attach(t, c)
+	vm.PID1()
 	t1 := time.Now()
 	run(t, "s6-svc", "-d", svc)
 	tDown := svwait(t, "-D", svc, 15*time.Second)
-	assertClean(t, vm, time.Second)
+	vm.AssertClean(time.Second)
 	t.Logf("one-service VM: s6-svscan -a -> s6-svwait -U returned %v; s6-svc -d -> down and finished %v",
 		tReady.Sub(t0).Round(time.Millisecond), tDown.Sub(t1).Round(time.Millisecond))
 }

@@ -260,14 +260,36 @@ func (vm *VM) PID1() int {
 	for time.Now().Before(deadline) {
 		pids, _ := cgroup.Procs(filepath.Join(vm.CgroupDir, "supervisor"))
 		if len(pids) == 1 {
-			vm.PidNS, _ = os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pids[0]))
-			vm.MntNS, _ = os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", pids[0]))
+			vm.PidNS = vm.holdNS(pids[0], "pid")
+			vm.MntNS = vm.holdNS(pids[0], "mnt")
 			return pids[0]
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	vm.t.Fatalf("no PID 1 in %s/supervisor", vm.CgroupDir)
 	return 0
+}
+
+// holdNS returns the name of a namespace of pid ("pid:[4026532177]") and
+// keeps it open until the test ends. Namespace inode numbers are reused
+// once a namespace is freed, so without the hold a later VM (of a test
+// running in parallel) could be taken for this one's leftover.
+func (vm *VM) holdNS(pid int, kind string) string {
+	p := fmt.Sprintf("/proc/%d/ns/%s", pid, kind)
+	name, err := os.Readlink(p)
+	if err != nil {
+		return ""
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return ""
+	}
+	if n, _ := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", f.Fd())); n != name {
+		f.Close() // pid died and its number was reused meanwhile
+		return ""
+	}
+	vm.t.Cleanup(func() { f.Close() })
+	return name
 }
 
 // Leftovers lists what the VM left behind: processes in its PID or mount
