@@ -18,11 +18,12 @@ build:
 	go build -trimpath -o $(BIN)/vmsup-exec ./cmd/vmsup-exec
 
 # Every test, as root, on the real kernel, s6, virtiofsd and QEMU, then
-# the benchmarks once each so their figures are printed.
+# the benchmarks one package at a time (they time things) so their
+# figures are printed.
 test: deps
 	go vet ./...
 	go test -count=1 -timeout 40m ./...
-	go test -count=1 -run '^$$' -bench . -benchtime 100x ./...
+	go test -count=1 -p 1 -run '^$$' -bench . -benchtime 200x ./...
 
 demo: deps build
 	scripts/demo

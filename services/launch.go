@@ -81,8 +81,11 @@ func Start(sp *launcher.Spec, files map[int]*os.File, out *os.File, cgroupFD int
 		errR.Close()
 		return nil, err
 	}
+	// The launcher lives a few milliseconds and allocates little: one P
+	// and no collector make its Go runtime start measurably faster. The
+	// service's environment comes from the spec, so neither reaches it.
 	pid, err := syscall.ForkExec(Launcher, []string{"vmsup-exec", sp.Name}, &syscall.ProcAttr{
-		Env:   []string{launcher.SpecEnv + "=" + enc},
+		Env:   []string{launcher.SpecEnv + "=" + enc, "GOMAXPROCS=1", "GOGC=off"},
 		Files: fdv,
 		Sys: &syscall.SysProcAttr{
 			Cloneflags:  unix.CLONE_NEWNS,
