@@ -76,31 +76,8 @@ func copyFile(src, dst string) error {
 // config is the VM: virtiofsd, then the VMM once virtiofsd is up, with
 // QMP for power-off.
 func (f *fixture) config(t *testing.T, name string) vmtest.Config {
-	rd := filepath.Join("/run/vmsup-test", name)
-	fsSock, qmp := filepath.Join(rd, "fs.sock"), filepath.Join(rd, "qmp.sock")
-	qemu := append([]string{guest.QEMUBinary}, guest.QEMUArgs(guest.QEMUOptions{
-		Kernel: f.kernel, Initrd: f.initrd, VirtiofsSocket: fsSock, VirtiofsTag: "share", QMPSocket: qmp,
-	})...)
-	c := vmtest.NewConfig(t, name,
-		map[string]any{
-			"name": "virtiofsd",
-			"argv": []string{guest.VirtiofsdBinary, "--fd=3", "-o", "source=" + f.share, "-o", "sandbox=chroot"},
-			"uid":  0, "gid": 0,
-			// What the legacy virtiofsd needs in its bounding set (it drops
-			// to these itself, then installs its own seccomp filter).
-			"capabilities": []string{"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
-				"CAP_SETGID", "CAP_SETUID", "CAP_MKNOD", "CAP_SETFCAP", "CAP_SYS_CHROOT", "CAP_SETPCAP"},
-			"private_tmp": "16M",
-			"sockets":     []map[string]any{{"path": fsSock, "fd": 3, "mode": "0600", "uid": vmmUID}},
-		},
-		map[string]any{
-			"name": "vmm", "argv": qemu,
-			"uid": vmmUID, "gid": vmmUID,
-			"after":       []string{"virtiofsd"},
-			"private_tmp": "16M", "private_shm": "16M",
-			"ready": map[string]any{"socket": qmp},
-			"vmm":   map[string]any{"qmp": qmp},
-		})
+	c := vmtest.NewConfig(t, name)
+	c["services"] = guest.VMServices(f.kernel, f.initrd, f.share, filepath.Join("/run/vmsup-test", name), vmmUID)
 	c["shutdown_timeout"] = "30s"
 	return c
 }

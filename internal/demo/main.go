@@ -177,31 +177,10 @@ func run(vmsup string) error {
 }
 
 func vmConfig(kernel, initrd, share string) map[string]any {
-	fsSock, qmp := runtime+"/fs.sock", runtime+"/qmp.sock"
-	qemu := append([]string{guest.QEMUBinary}, guest.QEMUArgs(guest.QEMUOptions{
-		Kernel: kernel, Initrd: initrd, VirtiofsSocket: fsSock, VirtiofsTag: "share", QMPSocket: qmp,
-	})...)
 	return map[string]any{
 		"name": name, "uid": 2000, "gid": 2000, "shutdown_timeout": "30s",
-		"mount": map[string]any{"masked_paths": []string{"/root", "/home"}, "readonly_paths": []string{"/etc", "/usr"}},
-		"services": []map[string]any{
-			{
-				"name": "virtiofsd",
-				"argv": []string{guest.VirtiofsdBinary, "--fd=3", "-o", "source=" + share, "-o", "sandbox=chroot"},
-				"uid":  0, "gid": 0,
-				"capabilities": []string{"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
-					"CAP_SETGID", "CAP_SETUID", "CAP_MKNOD", "CAP_SETFCAP", "CAP_SYS_CHROOT", "CAP_SETPCAP"},
-				"private_tmp": "16M",
-				"sockets":     []map[string]any{{"path": fsSock, "fd": 3, "mode": "0600", "uid": vmmUID}},
-			},
-			{
-				"name": "vmm", "argv": qemu, "uid": vmmUID, "gid": vmmUID,
-				"after":       []string{"virtiofsd"},
-				"private_tmp": "16M", "private_shm": "16M",
-				"ready": map[string]any{"socket": qmp},
-				"vmm":   map[string]any{"qmp": qmp},
-			},
-		},
+		"mount":    map[string]any{"masked_paths": []string{"/root", "/home"}, "readonly_paths": []string{"/etc", "/usr"}},
+		"services": guest.VMServices(kernel, initrd, share, runtime, vmmUID),
 	}
 }
 

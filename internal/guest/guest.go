@@ -391,3 +391,37 @@ func VirtiofsPowerOffInit(tag, file, content string) string {
 		"echo " + MarkerReady + "\n" +
 		IdleShell
 }
+
+// VirtiofsdCapabilities is what the legacy virtiofsd needs in its bounding
+// set: it drops to these itself, then installs its own seccomp filter.
+var VirtiofsdCapabilities = []string{"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+	"CAP_SETGID", "CAP_SETUID", "CAP_MKNOD", "CAP_SETFCAP", "CAP_SYS_CHROOT", "CAP_SETPCAP"}
+
+// VMServices returns the "services" of a vmsup config for this guest:
+// virtiofsd sharing share on a socket vmsup pre-binds in runtimeDir, and a
+// QEMU running as vmmUID once virtiofsd is up, ready and powered off
+// through QMP.
+func VMServices(kernel, initrd, share, runtimeDir string, vmmUID int) []map[string]any {
+	fsSock, qmp := runtimeDir+"/fs.sock", runtimeDir+"/qmp.sock"
+	qemu := append([]string{QEMUBinary}, QEMUArgs(QEMUOptions{
+		Kernel: kernel, Initrd: initrd, VirtiofsSocket: fsSock, VirtiofsTag: "share", QMPSocket: qmp,
+	})...)
+	return []map[string]any{
+		{
+			"name":         "virtiofsd",
+			"argv":         []string{VirtiofsdBinary, "--fd=3", "-o", "source=" + share, "-o", "sandbox=chroot"},
+			"uid":          0,
+			"gid":          0,
+			"capabilities": VirtiofsdCapabilities,
+			"private_tmp":  "16M",
+			"sockets":      []map[string]any{{"path": fsSock, "fd": 3, "mode": "0600", "uid": vmmUID}},
+		},
+		{
+			"name": "vmm", "argv": qemu, "uid": vmmUID, "gid": vmmUID,
+			"after":       []string{"virtiofsd"},
+			"private_tmp": "16M", "private_shm": "16M",
+			"ready": map[string]any{"socket": qmp},
+			"vmm":   map[string]any{"qmp": qmp},
+		},
+	}
+}
