@@ -77,7 +77,7 @@ func copyFile(src, dst string) error {
 // QMP for power-off.
 func (f *fixture) config(t *testing.T, name string) vmtest.Config {
 	c := vmtest.NewConfig(t, name)
-	c["services"] = guest.VMServices(f.kernel, f.initrd, f.share, filepath.Join("/run/vmsup-test", name), vmmUID)
+	c["services"] = guest.VMServices(f.kernel, f.initrd, f.share, filepath.Join(vmtest.RunDir(), name), vmmUID)
 	c["shutdown_timeout"] = "30s"
 	return c
 }

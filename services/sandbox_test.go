@@ -197,8 +197,8 @@ func TestSocketsAndDevices(t *testing.T) {
 		"name": "f", "argv": []string{prog, "fds"},
 		"env": map[string]string{"GODEBUG": "containermaxprocs=0"},
 		"sockets": []map[string]any{
-			{"path": "/run/vmsup-test/fds/b.sock", "fd": 7, "mode": "0660", "uid": 1234},
-			{"path": "/run/vmsup-test/fds/a.sock", "fd": 3},
+			{"path": vmtest.RunDir() + "/fds/b.sock", "fd": 7, "mode": "0660", "uid": 1234},
+			{"path": vmtest.RunDir() + "/fds/a.sock", "fd": 3},
 		},
 		"devices": []map[string]any{{"path": "/dev/zero", "fd": 5}},
 	})
@@ -225,7 +225,7 @@ func TestSocketsAndDevices(t *testing.T) {
 		path string
 		uid  uint32
 		mode uint32
-	}{{"/run/vmsup-test/fds/b.sock", 1234, 0o660}, {"/run/vmsup-test/fds/a.sock", 65534, 0o600}} {
+	}{{vmtest.RunDir() + "/fds/b.sock", 1234, 0o660}, {vmtest.RunDir() + "/fds/a.sock", 65534, 0o600}} {
 		var st unix.Stat_t
 		if err := unix.Stat(s.path, &st); err != nil {
 			t.Fatal(err)
@@ -249,7 +249,7 @@ func TestSocketsAndDevices(t *testing.T) {
 func TestListenPID(t *testing.T) {
 	c := vmtest.NewConfig(t, "listenpid", map[string]any{
 		"name": "l", "argv": []string{"/bin/sh", "-c", `echo "self=$$ listen=$LISTEN_PID"; exec sleep 100`},
-		"sockets": []map[string]any{{"path": "/run/vmsup-test/listenpid/l.sock", "fd": 3}},
+		"sockets": []map[string]any{{"path": vmtest.RunDir() + "/listenpid/l.sock", "fd": 3}},
 	})
 	vm := vmtest.Start(t, c, vmtest.Options{})
 	vm.PID1()

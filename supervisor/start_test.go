@@ -178,7 +178,7 @@ func readStamps(t *testing.T, p string) map[string]int64 {
 // fd is closed at the end without a newline.
 func TestNeverReadyNoNotify(t *testing.T) {
 	c := vmtest.NewConfig(t, "never-ready",
-		map[string]any{"name": "a", "argv": []string{"/bin/sleep", "100"}, "ready": map[string]any{"exists": "/run/vmsup-test/never-there"}})
+		map[string]any{"name": "a", "argv": []string{"/bin/sleep", "100"}, "ready": map[string]any{"exists": vmtest.RunDir() + "/never-there"}})
 	vm := vmtest.Start(t, c, vmtest.Options{Notify: true})
 	vm.PID1()
 	got := make(chan []byte, 1)

@@ -83,14 +83,27 @@ func RequireRoot(t testing.TB) {
 	}
 }
 
+// tag keeps test runs from different checkouts on one machine apart:
+// VMSUP_TEST_TAG=x puts their cgroups and runtime dirs under names ending
+// in "-x".
+func tag() string {
+	if t := os.Getenv("VMSUP_TEST_TAG"); t != "" {
+		return "-" + t
+	}
+	return ""
+}
+
 // CgroupParent is where test VMs put their cgroups.
 func CgroupParent(t testing.TB) string {
 	mnt, err := cgroup.Mount()
 	if err != nil {
 		t.Fatalf("cgroup v2: %v", err)
 	}
-	return filepath.Join(mnt, "vmsup-test")
+	return filepath.Join(mnt, "vmsup-test"+tag())
 }
+
+// RunDir is the directory under which test VMs get their runtime dirs.
+func RunDir() string { return "/run/vmsup-test" + tag() }
 
 // Config is a VM config as the tests write it.
 type Config map[string]any
@@ -103,7 +116,7 @@ func NewConfig(t testing.TB, name string, services ...map[string]any) Config {
 	return Config{
 		"name":             name,
 		"cgroup":           filepath.Join(CgroupParent(t), name),
-		"runtime_dir":      filepath.Join("/run/vmsup-test", name),
+		"runtime_dir":      filepath.Join(RunDir(), name),
 		"uid":              65534,
 		"gid":              65534,
 		"shutdown_timeout": "5s",
@@ -154,7 +167,7 @@ type Options struct {
 func Start(t testing.TB, c Config, o Options) *VM {
 	t.Helper()
 	bin := Bin(t, "vmsup")
-	os.MkdirAll("/run/vmsup-test", 0o755)
+	os.MkdirAll(RunDir(), 0o755)
 	args := []string{"run"}
 	vm := &VM{t: t, Stderr: &Buffer{}, Name: c["name"].(string), done: make(chan struct{})}
 	vm.CgroupDir, _ = c["cgroup"].(string)
