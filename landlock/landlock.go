@@ -1,14 +1,21 @@
 // Package landlock gives each service its own Landlock domain: signal and
 // abstract UNIX socket scoping always (ABI 6), plus filesystem rules when
-// the service lists landlock_paths. It is a thin layer over go-landlock;
-// what it adds is the probe that `vmsup check` and the `landlock` config
-// mode share, and the mapping from the config's read/write/execute lists.
+// the service lists landlock_paths. It uses go-landlock's per-ABI presets
+// and its syscall layer; what it adds is the probe that `vmsup check` and
+// the `landlock` config mode share, the mapping from the config's
+// read/write/execute lists, and building a service's ruleset in the
+// supervisor, so that the launcher only enforces it on its one thread
+// (go-landlock's Restrict enforces on every thread of the caller, which
+// the launcher does not need and pays for at every launch).
 package landlock
 
 import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
 
 	ll "github.com/landlock-lsm/go-landlock/landlock"
 	llsys "github.com/landlock-lsm/go-landlock/landlock/syscall"
@@ -56,49 +63,111 @@ const (
 		llsys.AccessFSTruncate | llsys.AccessFSIoctlDev
 )
 
-// Restrict puts the calling process (all its threads) into a new Landlock
-// domain: scoped for signals and abstract sockets when abi allows it, and
-// restricted to paths when paths is not nil. abi is the value of ABI(),
-// passed in so the caller decides once (and logs once) what is enforced.
-// It sets no_new_privs. A kernel below ScopeABI gets what it supports; the
-// caller refuses to start earlier when the config requires scoping.
-func Restrict(abi int, paths *Paths) error {
+// versions are go-landlock's presets for each ABI: what a kernel of
+// that ABI can handle. The index is the ABI.
+var versions = []ll.Config{{}, ll.V1, ll.V2, ll.V3, ll.V4, ll.V5, ll.V6, ll.V7}
+
+// Rule grants access (a set of LANDLOCK_ACCESS_FS_* bits) beneath Path.
+type Rule struct {
+	Path   string
+	Access uint64
+}
+
+// FileAccess are the rights a rule on a file (not a directory) may
+// carry: the kernel rejects directory rights such as make_reg on one.
+const FileAccess = uint64(fileRights)
+
+// Ruleset builds the Landlock ruleset of one service and returns its
+// descriptor (close-on-exec), or -1 when abi leaves nothing to enforce.
+// It is scoped for signals and abstract sockets when abi allows it, and
+// restricted to paths when paths is not nil; rights this kernel lacks
+// (e.g. truncate before ABI 3) are dropped, as go-landlock's BestEffort
+// does. The supervisor builds it, so the service's launcher only has to
+// enforce it with RestrictSelf.
+//
+// Rules on paths at or below one of mounts (the service's private /tmp
+// and /dev/shm, mounted later by the launcher) are returned instead of
+// added: Landlock ties a rule to an inode and ignores the directory a
+// mount covers, so those rules must be added once the mount exists.
+func Ruleset(abi int, paths *Paths, mounts []string) (fd int, later []Rule, err error) {
 	if abi <= 0 {
-		return nil
+		return -1, nil, nil
 	}
-	var args []any
+	v := versions[min(abi, len(versions)-1)]
+	var attr llsys.RulesetAttr
 	if abi >= ScopeABI {
-		args = append(args, ll.ScopedSet(llsys.ScopeAbstractUnixSocket|llsys.ScopeSignal))
+		attr.Scoped = uint64(v.Scoped) & (llsys.ScopeAbstractUnixSocket | llsys.ScopeSignal)
 	}
-	var rules []ll.Rule
 	if paths != nil {
-		args = append(args, ll.AccessFSSet(readRights|execRights|writeRights))
-		// A rule on a file may only carry file rights (the kernel rejects
-		// directory rights such as make_reg on it).
-		add := func(rights ll.AccessFSSet, list []string) {
-			for _, p := range list {
-				r := rights
-				if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
-					r &= fileRights
-				}
-				rules = append(rules, ll.PathAccess(r, p))
-			}
-		}
-		add(readRights, paths.Read)
-		add(writeRights, paths.Write)
-		add(execRights, paths.Execute)
+		attr.HandledAccessFS = uint64(v.HandledAccessFS) & (readRights | execRights | writeRights)
 	}
-	if len(args) == 0 {
+	if attr.Scoped == 0 && attr.HandledAccessFS == 0 {
+		return -1, nil, nil
+	}
+	fd, err = llsys.LandlockCreateRuleset(&attr, 0)
+	if err != nil {
+		return -1, nil, fmt.Errorf("landlock: create ruleset: %w", err)
+	}
+	if paths == nil {
+		return fd, nil, nil
+	}
+	for _, r := range paths.rules(attr.HandledAccessFS) {
+		if below(r.Path, mounts) {
+			later = append(later, r)
+			continue
+		}
+		if err := AddRule(fd, r); err != nil {
+			unix.Close(fd)
+			return -1, nil, err
+		}
+	}
+	return fd, later, nil
+}
+
+// rules lists the grants of p, limited to the handled rights.
+func (p *Paths) rules(handled uint64) []Rule {
+	var rules []Rule
+	for _, l := range []struct {
+		access uint64
+		paths  []string
+	}{{readRights, p.Read}, {writeRights, p.Write}, {execRights, p.Execute}} {
+		for _, path := range l.paths {
+			rules = append(rules, Rule{Path: path, Access: l.access & handled})
+		}
+	}
+	return rules
+}
+
+func below(path string, mounts []string) bool {
+	for _, m := range mounts {
+		if path == m || strings.HasPrefix(path, m+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// AddRule adds r to the ruleset fd. A path that does not exist is an
+// error: the config promised it.
+func AddRule(fd int, r Rule) error {
+	pfd, err := unix.Open(r.Path, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("landlock: %s: %w", r.Path, err)
+	}
+	defer unix.Close(pfd)
+	var st unix.Stat_t
+	if err := unix.Fstat(pfd, &st); err != nil {
+		return fmt.Errorf("landlock: %s: %w", r.Path, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		r.Access &= FileAccess
+	}
+	if r.Access == 0 {
 		return nil
 	}
-	cfg, err := ll.NewConfig(args...)
-	if err != nil {
-		return fmt.Errorf("landlock: %w", err)
-	}
-	// BestEffort drops only what this kernel lacks (e.g. truncate before
-	// ABI 3); scoping itself was decided by abi above.
-	if err := cfg.BestEffort().Restrict(rules...); err != nil {
-		return fmt.Errorf("landlock: %w", err)
+	attr := llsys.PathBeneathAttr{AllowedAccess: r.Access, ParentFd: pfd}
+	if err := llsys.LandlockAddPathBeneathRule(fd, &attr, 0); err != nil {
+		return fmt.Errorf("landlock: rule on %s: %w", r.Path, err)
 	}
 	return nil
 }

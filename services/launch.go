@@ -43,7 +43,14 @@ type Launch struct {
 // data means execve succeeded, anything else is the launcher's error.
 // The supervisor must not treat an exit seen before the outcome as final:
 // Result always arrives, at the latest when the launcher dies.
-func Start(sp *launcher.Spec, files map[int]*os.File, out *os.File, cgroupFD int) (*Launch, error) {
+func Start(sp *Spec, files map[int]*os.File, out *os.File, cgroupFD int) (*Launch, error) {
+	rs, rules, err := sp.ruleset()
+	if err != nil {
+		return nil, err
+	}
+	if rs >= 0 {
+		defer unix.Close(rs)
+	}
 	errR, errW, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -65,7 +72,13 @@ func Start(sp *launcher.Spec, files map[int]*os.File, out *os.File, cgroupFD int
 	}
 	defer null.Close()
 	// Index = descriptor number in the child; ^0 closes that number.
-	fdv := make([]uintptr, sp.ErrFD+1)
+	sp.Ruleset, sp.Rules = -1, rules
+	n := sp.ErrFD + 1
+	if rs >= 0 {
+		sp.Ruleset = n
+		n++
+	}
+	fdv := make([]uintptr, n)
 	for i := range fdv {
 		fdv[i] = ^uintptr(0)
 	}
@@ -75,17 +88,15 @@ func Start(sp *launcher.Spec, files map[int]*os.File, out *os.File, cgroupFD int
 		sp.Keep = append(sp.Keep, fd)
 	}
 	fdv[sp.ErrFD] = errW.Fd()
-
-	enc, err := sp.Encode()
-	if err != nil {
-		errR.Close()
-		return nil, err
+	if rs >= 0 {
+		fdv[sp.Ruleset] = uintptr(rs)
 	}
+
 	// The launcher lives a few milliseconds and allocates little: one P
 	// and no collector make its Go runtime start measurably faster. The
 	// service's environment comes from the spec, so neither reaches it.
 	pid, err := syscall.ForkExec(Launcher, []string{"vmsup-exec", sp.Name}, &syscall.ProcAttr{
-		Env:   []string{launcher.SpecEnv + "=" + enc, "GOMAXPROCS=1", "GOGC=off"},
+		Env:   []string{launcher.SpecEnv + "=" + sp.Encode(), "GOMAXPROCS=1", "GOGC=off"},
 		Files: fdv,
 		Sys: &syscall.SysProcAttr{
 			Cloneflags:  unix.CLONE_NEWNS,

@@ -46,7 +46,10 @@ func BenchmarkLaunch(b *testing.B) {
 		Rlimits:  []config.Rlimit{{Name: "nofile", Resource: unix.RLIMIT_NOFILE, Value: 1024}},
 		Landlock: &config.LandlockPaths{Read: []string{"/"}, Execute: []string{"/usr", "/bin", "/lib", "/lib64"}},
 	}
-	spec := services.NewSpec(svc, "/bin/true", abi, nil, 0o022)
+	spec, err := services.NewSpec(svc, "/bin/true", abi, nil, 0o022)
+	if err != nil {
+		b.Fatal(err)
+	}
 	services.Launcher = vmtest.Bin(b, "vmsup-exec")
 	devnull, _ := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
 	defer devnull.Close()

@@ -303,21 +303,27 @@ func TestLandlockPaths(t *testing.T) {
 		os.Mkdir(filepath.Join(d, p), 0o777)
 		os.Chmod(filepath.Join(d, p), 0o777)
 	}
-	script := "touch " + d + "/allowed/f && echo allowed-ok; touch " + d + "/denied/f 2>/dev/null && echo denied-WROTE || echo denied-blocked; exec sleep 100"
+	// /tmp and /dev/shm are the service's own tmpfs mounts: rules on
+	// them must reach those mounts, not the directories they cover.
+	script := "touch " + d + "/allowed/f && echo allowed-ok; touch " + d + "/denied/f 2>/dev/null && echo denied-WROTE || echo denied-blocked; " +
+		"touch /tmp/f && echo tmp-ok; touch /dev/shm/f 2>/dev/null && echo shm-WROTE || echo shm-blocked; echo done; exec sleep 100"
 	c := vmtest.NewConfig(t, "ll-paths", map[string]any{
 		"name": "p", "argv": []string{"/bin/sh", "-c", script},
+		"private_tmp": "1M", "private_shm": "1M",
 		"landlock_paths": map[string]any{
 			"read":    []string{"/"},
 			"execute": []string{"/usr", "/bin", "/lib", "/lib64"},
-			"write":   []string{d + "/allowed", "/dev/null"},
+			"write":   []string{d + "/allowed", "/dev/null", "/tmp"},
 		},
 	})
 	vm := vmtest.Start(t, c, vmtest.Options{})
 	vm.PID1()
-	vm.WaitFor("p: denied-", 10*time.Second)
+	vm.WaitFor("p: done", 10*time.Second)
 	out := vm.Stderr.String()
-	if !strings.Contains(out, "p: allowed-ok") || !strings.Contains(out, "p: denied-blocked") {
-		t.Fatalf("landlock_paths not enforced as configured:\n%s", out)
+	for _, want := range []string{"p: allowed-ok", "p: denied-blocked", "p: tmp-ok", "p: shm-blocked"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("landlock_paths not enforced as configured (no %q):\n%s", want, out)
+		}
 	}
 	vm.Signal(syscall.SIGTERM)
 	vm.Wait(10 * time.Second)

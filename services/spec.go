@@ -50,16 +50,27 @@ func checkExecutable(p string) error {
 	return nil
 }
 
-// NewSpec builds the launcher spec of s. extraGroup, when not nil, is
-// added to the supplementary groups (the VM's gid, which owns the
-// runtime directory).
-func NewSpec(s *config.Service, path string, abi int, extraGroup *uint32, umask int) *launcher.Spec {
-	sp := &launcher.Spec{
+// Spec is a service ready to launch: what its launcher does, and the
+// Landlock rules the supervisor turns into a ruleset for each launch.
+type Spec struct {
+	launcher.Spec
+	abi   int // 0: Landlock off
+	paths *landlock.Paths
+}
+
+// NewSpec builds the launch spec of s. abi is the Landlock ABI to
+// enforce with (0 = off). extraGroup, when not nil, is added to the
+// supplementary groups (the VM's gid, which owns the runtime directory).
+func NewSpec(s *config.Service, path string, abi int, extraGroup *uint32, umask int) (*Spec, error) {
+	last, err := lastCap()
+	if err != nil {
+		return nil, err
+	}
+	sp := &Spec{Spec: launcher.Spec{
 		Name: s.Name, Path: path, Argv: s.Argv, Cwd: s.Cwd,
 		UID: s.UID, GID: s.GID, Groups: append([]uint32(nil), s.Groups...),
-		Tmp: s.PrivateTmp, Shm: s.PrivateShm,
-		LandlockABI: abi, Umask: umask,
-	}
+		LastCap: last, Tmp: s.PrivateTmp, Shm: s.PrivateShm, Umask: umask,
+	}, abi: abi}
 	if extraGroup != nil && *extraGroup != s.GID && !contains(sp.Groups, *extraGroup) {
 		sp.Groups = append(sp.Groups, *extraGroup)
 	}
@@ -70,7 +81,8 @@ func NewSpec(s *config.Service, path string, abi int, extraGroup *uint32, umask 
 		sp.Caps = append(sp.Caps, c.Value)
 	}
 	if s.Landlock != nil {
-		sp.Paths = &landlock.Paths{Read: s.Landlock.Read, Write: s.Landlock.Write, Execute: s.Landlock.Execute}
+		sp.paths = &landlock.Paths{Read: s.Landlock.Read, Write: s.Landlock.Write, Execute: s.Landlock.Execute}
+		sp.HasPaths = abi > 0
 	}
 	if sp.Cwd == "" {
 		sp.Cwd = "/"
@@ -99,7 +111,42 @@ func NewSpec(s *config.Service, path string, abi int, extraGroup *uint32, umask 
 	for _, k := range keys {
 		sp.Env = append(sp.Env, k+"="+env[k])
 	}
-	return sp
+	return sp, nil
+}
+
+// ruleset builds the Landlock ruleset of one launch (-1: none) and the
+// rules the launcher adds once it has mounted the private /tmp and
+// /dev/shm.
+func (sp *Spec) ruleset() (int, []launcher.Rule, error) {
+	var mounts []string
+	if sp.Tmp > 0 {
+		mounts = append(mounts, "/tmp")
+	}
+	if sp.Shm > 0 {
+		mounts = append(mounts, "/dev/shm")
+	}
+	fd, later, err := landlock.Ruleset(sp.abi, sp.paths, mounts)
+	if err != nil {
+		return -1, nil, err
+	}
+	var rules []launcher.Rule
+	for _, r := range later {
+		rules = append(rules, launcher.Rule{Path: r.Path, Access: r.Access, FileMask: landlock.FileAccess})
+	}
+	return fd, rules, nil
+}
+
+// lastCap is the highest capability number this kernel knows.
+func lastCap() (uint, error) {
+	b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
+	if err != nil {
+		return 0, fmt.Errorf("read cap_last_cap: %w", err)
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 32)
+	if err != nil {
+		return 0, fmt.Errorf("read cap_last_cap: %w", err)
+	}
+	return uint(n), nil
 }
 
 func baseName(p string) string {

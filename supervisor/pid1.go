@@ -96,7 +96,9 @@ func (v *vm) setup() error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", c.Name, err)
 		}
-		s.spec = services.NewSpec(c, path, abi, v.cfg.GID, v.umask)
+		if s.spec, err = services.NewSpec(c, path, abi, v.cfg.GID, v.umask); err != nil {
+			return err
+		}
 		if err := s.openFiles(); err != nil {
 			return fmt.Errorf("%s: %w", c.Name, err)
 		}

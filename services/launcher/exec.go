@@ -1,13 +1,9 @@
 package launcher
 
 import (
-	"fmt"
-	"os"
 	"runtime"
 	"strconv"
 	"syscall"
-
-	"vmsup/landlock"
 )
 
 // Exec is the launcher: it runs in the child forked by Start, already in
@@ -20,30 +16,30 @@ import (
 //     close-on-exec first, so nothing leaks whatever fails;
 //  2. private /tmp and /dev/shm, while still root;
 //  3. rlimits, while CAP_SYS_RESOURCE may still be held;
-//  4. Landlock (which also sets no_new_privs), while the rule paths can
-//     still be opened as root;
-//  5. credentials and capabilities, on this one locked thread, which is
-//     the thread that calls execve;
+//  4. Landlock: the rules on the new mounts, no_new_privs, then the
+//     ruleset the supervisor built is enforced on this thread;
+//  5. credentials and capabilities, on this same thread;
 //  6. working directory as the service's user, so it must be reachable by it;
 //  7. execve.
+//
+// Everything from 4 on acts on the calling thread only, which is locked
+// and is the thread that calls execve: execve keeps only its state and
+// ends the runtime's other threads.
 func Exec() {
-	// Per-thread state (capabilities, bounding set, ambient set) must be
-	// set on the thread that execs.
 	runtime.LockOSThread()
 	sp, err := decodeSpec()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "vmsup-exec: %v\n", err)
-		os.Exit(127)
+		syscall.Write(2, []byte("vmsup-exec: "+err.Error()+"\n"))
+		syscall.Exit(127)
 	}
-	errPipe := os.NewFile(uintptr(sp.ErrFD), "error pipe")
 	err = run(sp)
-	fmt.Fprint(errPipe, err.Error())
-	os.Exit(127)
+	syscall.Write(sp.ErrFD, []byte(err.Error()))
+	syscall.Exit(127)
 }
 
 func run(sp *Spec) error {
 	if err := closeOthers(sp.Keep); err != nil {
-		return fmt.Errorf("descriptors: %w", err)
+		return wrap("descriptors", err)
 	}
 	if err := privateTmpfs(sp); err != nil {
 		return err
@@ -52,24 +48,40 @@ func run(sp *Spec) error {
 		return err
 	}
 	syscall.Umask(sp.Umask)
-	if sp.LandlockABI > 0 {
-		if err := landlock.Restrict(sp.LandlockABI, sp.Paths); err != nil {
-			return err
-		}
+	if err := restrict(sp); err != nil {
+		return err
 	}
 	if err := setCreds(sp); err != nil {
 		return err
 	}
 	if err := syscall.Chdir(sp.Cwd); err != nil {
-		return fmt.Errorf("cwd %s: %w", sp.Cwd, err)
+		return wrap("cwd "+sp.Cwd, err)
 	}
 	env := sp.Env
 	if sp.Listen > 0 {
-		env = append(env, "LISTEN_PID="+strconv.Itoa(os.Getpid()))
+		env = append(env, "LISTEN_PID="+strconv.Itoa(syscall.Getpid()))
 	}
 	err := syscall.Exec(sp.Path, sp.Argv, env)
-	if err == syscall.EACCES && sp.Paths != nil {
-		return fmt.Errorf("exec %s: %w (do landlock_paths.execute and read cover it?)", sp.Path, err)
+	if err == syscall.EACCES && sp.HasPaths {
+		return wrap("exec "+sp.Path, err, " (do landlock_paths.execute and read cover it?)")
 	}
-	return fmt.Errorf("exec %s: %w", sp.Path, err)
+	return wrap("exec "+sp.Path, err)
+}
+
+// failure is an error of the launcher: what it was doing, the cause.
+type failure struct {
+	what  string
+	cause error
+	hint  string
+}
+
+func (f *failure) Error() string { return f.what + ": " + f.cause.Error() + f.hint }
+func (f *failure) Unwrap() error { return f.cause }
+
+func wrap(what string, cause error, hint ...string) error {
+	f := &failure{what: what, cause: cause}
+	if len(hint) > 0 {
+		f.hint = hint[0]
+	}
+	return f
 }

@@ -1,7 +1,7 @@
 package launcher
 
 import (
-	"fmt"
+	"strconv"
 
 	"golang.org/x/sys/unix"
 )
@@ -18,9 +18,10 @@ func privateTmpfs(sp *Spec) error {
 		if m.size <= 0 {
 			continue
 		}
-		opts := fmt.Sprintf("size=%d,mode=0700,uid=%d,gid=%d", m.size, sp.UID, sp.GID)
+		opts := "size=" + strconv.FormatInt(m.size, 10) + ",mode=0700,uid=" + strconv.FormatUint(uint64(sp.UID), 10) +
+			",gid=" + strconv.FormatUint(uint64(sp.GID), 10)
 		if err := unix.Mount("tmpfs", m.dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
-			return fmt.Errorf("private tmpfs on %s: %w", m.dir, err)
+			return wrap("private tmpfs on "+m.dir, err)
 		}
 	}
 	return nil

@@ -1,27 +1,27 @@
 // Package launcher is vmsup-exec, the program between fork and exec of
 // every service. The supervisor forks it straight into the service's
 // cgroup and a new mount namespace (clone3 with CLONE_INTO_CGROUP |
-// CLONE_NEWNS), with the service's descriptors already at their final
-// numbers; Exec then runs one linear sequence (private /tmp and /dev/shm,
-// rlimits, Landlock, credentials and capabilities, descriptors, working
-// directory) ending in execve of the service.
+// CLONE_NEWNS), with the service's descriptors, including its Landlock
+// ruleset, already at their final numbers; Exec then runs one linear
+// sequence (descriptors, private /tmp and /dev/shm, rlimits, Landlock,
+// credentials and capabilities, working directory) ending in execve of
+// the service.
 //
 // It is a binary of its own, not a mode of vmsup, because it starts once
-// per service launch: it links only this package, go-landlock and
-// x/sys, and starts in 4.5 ms where all of vmsup took 6.6 ms on the
-// project's machine. It also keeps the code that runs between fork and
-// exec small enough to read in one sitting. Doing this in a short-lived
-// child keeps the supervisor unrestricted and multithreaded; rlimits and
-// LISTEN_PID are per-process and cannot be set from a forking thread.
+// per service launch and its start-up is most of a launch's cost: it
+// links only this package, x/sys and go-landlock's syscall layer (no
+// fmt, os, reflect or encoding/json), so the Go runtime touches few
+// pages. The supervisor does everything that can be done before the
+// fork: it resolves the binary, opens the descriptors and builds the
+// Landlock ruleset. Doing the rest in a short-lived child keeps the
+// supervisor unrestricted and multithreaded; rlimits and LISTEN_PID are
+// per-process and cannot be set from a forking thread.
 package launcher
 
 import (
-	"encoding/json"
 	"errors"
-	"fmt"
-	"os"
-
-	"vmsup/landlock"
+	"strconv"
+	"syscall"
 )
 
 // SpecEnv carries the Spec from the supervisor to the launcher. The
@@ -39,15 +39,18 @@ type Spec struct {
 	UID, GID uint32
 	Groups   []uint32
 	Caps     []uint // kept as permitted, effective, inheritable, ambient and in the bounding set
+	LastCap  uint   // the highest capability this kernel knows
 	Tmp, Shm int64  // private tmpfs sizes in bytes, 0 = none
 	Rlimits  []Rlimit
-	// LandlockABI is the ABI to enforce with (0 = Landlock off).
-	LandlockABI int
-	Paths       *landlock.Paths
-	Keep        []int // descriptors the service receives besides 0, 1, 2
-	Listen      int   // number of sockets announced in LISTEN_FDS
-	ErrFD       int   // where the launcher reports a failure; close-on-exec
-	Umask       int
+	// Ruleset is the descriptor of the service's Landlock ruleset, -1 for
+	// none; Rules are added to it once /tmp and /dev/shm are mounted.
+	Ruleset  int
+	Rules    []Rule
+	HasPaths bool  // landlock_paths restricts the file system
+	Keep     []int // descriptors the service receives besides 0, 1, 2
+	Listen   int   // number of sockets announced in LISTEN_FDS
+	ErrFD    int   // where the launcher reports a failure; close-on-exec
+	Umask    int
 }
 
 // Rlimit is one resource limit, set as both soft and hard limit.
@@ -57,20 +60,173 @@ type Rlimit struct {
 	Value    uint64
 }
 
+// Rule grants Access (LANDLOCK_ACCESS_FS_* bits) beneath Path; FileMask
+// is what remains of it when Path is not a directory.
+type Rule struct {
+	Path             string
+	Access, FileMask uint64
+}
+
+// fields lists every field of the Spec once, in wire order, for both
+// Encode and decodeSpec: a codec either appends each field or reads it.
+func (sp *Spec) fields(c *codec) {
+	c.str(&sp.Name)
+	c.str(&sp.Path)
+	c.strs(&sp.Argv)
+	c.strs(&sp.Env)
+	c.str(&sp.Cwd)
+	num(c, &sp.UID)
+	num(c, &sp.GID)
+	nums(c, &sp.Groups)
+	nums(c, &sp.Caps)
+	num(c, &sp.LastCap)
+	num(c, &sp.Tmp)
+	num(c, &sp.Shm)
+	c.count(len(sp.Rlimits), func(n int) { sp.Rlimits = make([]Rlimit, n) })
+	for i := range sp.Rlimits {
+		r := &sp.Rlimits[i]
+		c.str(&r.Name)
+		num(c, &r.Resource)
+		num(c, &r.Value)
+	}
+	num(c, &sp.Ruleset)
+	c.count(len(sp.Rules), func(n int) { sp.Rules = make([]Rule, n) })
+	for i := range sp.Rules {
+		r := &sp.Rules[i]
+		c.str(&r.Path)
+		num(c, &r.Access)
+		num(c, &r.FileMask)
+	}
+	c.flag(&sp.HasPaths)
+	nums(c, &sp.Keep)
+	num(c, &sp.Listen)
+	num(c, &sp.ErrFD)
+	num(c, &sp.Umask)
+}
+
 // Encode returns the Spec as the value of SpecEnv.
-func (sp *Spec) Encode() (string, error) {
-	b, err := json.Marshal(sp)
-	return string(b), err
+func (sp *Spec) Encode() string {
+	c := &codec{}
+	sp.fields(c)
+	return string(c.out)
 }
 
 func decodeSpec() (*Spec, error) {
-	s := os.Getenv(SpecEnv)
-	if s == "" {
+	s, ok := syscall.Getenv(SpecEnv)
+	if !ok {
 		return nil, errors.New(SpecEnv + " is not set: vmsup-exec is started by vmsup only")
 	}
-	var sp Spec
-	if err := json.Unmarshal([]byte(s), &sp); err != nil {
-		return nil, fmt.Errorf("decode %s: %w", SpecEnv, err)
+	sp := &Spec{}
+	c := &codec{in: s, decoding: true}
+	sp.fields(c)
+	if c.err == nil && c.in != "" {
+		c.err = errors.New("trailing data")
 	}
-	return &sp, nil
+	if c.err != nil {
+		return nil, errors.New("decode " + SpecEnv + ": " + c.err.Error())
+	}
+	return sp, nil
+}
+
+// codec is the Spec's wire format: every value is a netstring-like
+// "<length>:<bytes>", so any byte but NUL (which an environment cannot
+// hold) may appear in a value, and lists are a count followed by their
+// items. It is this small so that the launcher needs neither reflection
+// nor encoding/json, which cost it milliseconds of start-up.
+type codec struct {
+	decoding bool
+	out      []byte // encoding
+	in       string // decoding: what is left
+	err      error
+}
+
+func (c *codec) str(p *string) {
+	if !c.decoding {
+		c.out = strconv.AppendInt(c.out, int64(len(*p)), 10)
+		c.out = append(c.out, ':')
+		c.out = append(c.out, *p...)
+		return
+	}
+	if c.err != nil {
+		return
+	}
+	i := 0
+	for i < len(c.in) && c.in[i] != ':' {
+		i++
+	}
+	n, err := strconv.Atoi(c.in[:i])
+	if err != nil || i == len(c.in) || n < 0 || n > len(c.in)-i-1 {
+		c.err = errors.New("malformed value at " + strconv.Quote(c.in[:min(len(c.in), 16)]))
+		return
+	}
+	*p = c.in[i+1 : i+1+n]
+	c.in = c.in[i+1+n:]
+}
+
+func (c *codec) strs(p *[]string) {
+	c.count(len(*p), func(n int) { *p = make([]string, n) })
+	for i := range *p {
+		c.str(&(*p)[i])
+	}
+}
+
+// count writes n, or reads a count and calls alloc with it.
+func (c *codec) count(n int, alloc func(int)) {
+	num(c, &n)
+	if c.decoding && c.err == nil {
+		if n < 0 || n > len(c.in) { // every item takes at least 2 bytes
+			c.err = errors.New("bad count " + strconv.Itoa(n))
+			return
+		}
+		alloc(n)
+	}
+}
+
+func (c *codec) flag(p *bool) {
+	n := 0
+	if *p {
+		n = 1
+	}
+	num(c, &n)
+	*p = n != 0
+}
+
+type integer interface {
+	~int | ~int64 | ~uint | ~uint32 | ~uint64
+}
+
+func num[T integer](c *codec, p *T) {
+	if !c.decoding {
+		s := strconv.FormatInt(int64(*p), 10)
+		if *p > 0 {
+			s = strconv.FormatUint(uint64(*p), 10)
+		}
+		c.str(&s)
+		return
+	}
+	var s string
+	c.str(&s)
+	if c.err != nil {
+		return
+	}
+	if len(s) > 0 && s[0] == '-' {
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || T(v) > 0 || int64(T(v)) != v {
+			c.err = errors.New("bad number " + strconv.Quote(s))
+		}
+		*p = T(v)
+		return
+	}
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil || uint64(T(v)) != v || T(v) < 0 {
+		c.err = errors.New("bad number " + strconv.Quote(s))
+	}
+	*p = T(v)
+}
+
+func nums[T integer](c *codec, p *[]T) {
+	c.count(len(*p), func(n int) { *p = make([]T, n) })
+	for i := range *p {
+		num(c, &(*p)[i])
+	}
 }

@@ -1,0 +1,51 @@
+package launcher
+
+import (
+	"syscall"
+
+	llsys "github.com/landlock-lsm/go-landlock/landlock/syscall"
+	"golang.org/x/sys/unix"
+)
+
+// restrict enforces the service's Landlock ruleset on this thread (and
+// so on the service it execs). The supervisor built the ruleset; what is
+// left is the rules on the private /tmp and /dev/shm, which exist only
+// now. no_new_privs comes first: the service must never gain privileges
+// through execve, and Landlock wants it from a thread that may lose
+// CAP_SYS_ADMIN.
+func restrict(sp *Spec) error {
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return wrap("prctl(PR_SET_NO_NEW_PRIVS)", err)
+	}
+	if sp.Ruleset < 0 {
+		return nil
+	}
+	for _, r := range sp.Rules {
+		if err := addRule(sp.Ruleset, r); err != nil {
+			return wrap("landlock: rule on "+r.Path, err)
+		}
+	}
+	if err := llsys.LandlockRestrictSelf(sp.Ruleset, 0); err != nil {
+		return wrap("landlock_restrict_self", err)
+	}
+	return nil
+}
+
+func addRule(fd int, r Rule) error {
+	pfd, err := unix.Open(r.Path, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(pfd)
+	var st unix.Stat_t
+	if err := unix.Fstat(pfd, &st); err != nil {
+		return err
+	}
+	if st.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+		r.Access &= r.FileMask
+	}
+	if r.Access == 0 {
+		return nil
+	}
+	return llsys.LandlockAddPathBeneathRule(fd, &llsys.PathBeneathAttr{AllowedAccess: r.Access, ParentFd: pfd}, 0)
+}
