@@ -243,6 +243,17 @@ func (v *vm) reap() {
 		if pid <= 0 || err != nil {
 			return
 		}
+		if ws.Stopped() || ws.Continued() {
+			// Without WUNTRACED only a tracee reports stops: a service
+			// that made PID 1 its tracer (PTRACE_TRACEME) and stopped.
+			// Nothing would continue it, and it has not exited: kill it,
+			// and its exit takes the usual way.
+			if s := v.byPid[pid]; s != nil {
+				logger.Printf("%s: stopped under ptrace with PID 1 as tracer: killing it", s.cfg.Name)
+				unix.Kill(pid, unix.SIGKILL)
+			}
+			continue
+		}
 		if s := v.byPid[pid]; s != nil {
 			delete(v.byPid, pid)
 			v.exited(s, ws)
