@@ -72,6 +72,7 @@ var attacks = []attack{
 	{"read peer /proc/PID/environ", []string{bLandlock, bTargetCap}, ""},
 	{"open peer /proc/PID/cwd", []string{bLandlock, bTargetCap}, ""},
 	{"compare peer files via kcmp", []string{bLandlock, bTargetCap}, ""},
+	{"count peer CPU time via perf_event_open", []string{bLandlock, bTargetCap}, ""},
 	{"list peer /proc/PID/root/tmp", []string{bLandlock, bTargetCap}, ""},
 	{"read peer /proc/PID/root/tmp secret", []string{bLandlock, bTargetCap}, ""},
 	{"list peer /proc/PID/root/dev/shm", []string{bLandlock, bTargetCap}, ""},
@@ -93,7 +94,7 @@ var attacks = []attack{
 	{"setuid 0", []string{bCaps}, ""},
 	{"raise rlimit above hard limit", []string{bCaps, bHostBound}, ""},
 	{"exec setuid-root binary", []string{bNNP}, ""},
-	{"TIOCSTI on the terminal", []string{bStdio}, ""},
+	{"TIOCSTI or TIOCLINUX on a terminal", []string{bStdio}, ""},
 
 	{"open own cgroup limits for writing", []string{bCgroup}, ""},
 	{"open peer cgroup.kill for writing", []string{bCgroup}, ""},
@@ -101,6 +102,7 @@ var attacks = []attack{
 	{"join PID 1 cgroup", []string{bCgroup}, ""},
 
 	{"create a user namespace", nil, "a service may create user namespaces (then network, IPC, UTS... namespaces inside), which opens kernel code to it that unprivileged users otherwise cannot reach; the mounts it inherits stay locked (see the umount attempt)"},
+	{"connect peer pathname socket", nil, "same uid: a pathname socket is guarded by its file mode alone (Landlock before ABI 9 has no right for connecting to one), so a peer of the same uid connects; distinct uids stop it"},
 	{"prlimit peer", nil, "same uid: prlimit(2) may change the peer's resource limits (RLIMIT_CPU makes the kernel kill it); distinct uids stop it"},
 	{"renice peer", []string{bTargetCap}, "same uid: setpriority(2) may lower the priority of a peer whose capabilities the attacker's cover; distinct uids stop it"},
 	{"set peer CPU affinity", []string{bTargetCap}, "same uid: sched_setaffinity(2) may pin such a peer to one CPU; distinct uids stop it"},

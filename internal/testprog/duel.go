@@ -64,6 +64,9 @@ func (d *duelist) abstract(who, kind string) string {
 	return "@vmsup-duel-" + who + "-" + kind + "-" + d.base
 }
 
+// pathSocket is a pathname socket only its owner's uid may connect to.
+func (d *duelist) pathSocket(who string) string { return filepath.Join(d.dir, who+".sock") }
+
 func (d *duelist) keyName(who string) string { return "vmsup-duel-" + who + "-" + d.base }
 
 func (d *duelist) secret(dir, who string) string {
@@ -89,10 +92,14 @@ func (d *duelist) setup() {
 	for _, k := range []struct {
 		typ  int
 		kind string
-	}{{unix.SOCK_STREAM, "stream"}, {unix.SOCK_DGRAM, "dgram"}} {
+	}{{unix.SOCK_STREAM, "stream"}, {unix.SOCK_DGRAM, "dgram"}, {unix.SOCK_STREAM, "path"}} {
 		fd, err := unix.Socket(unix.AF_UNIX, k.typ, 0)
 		step("socket", err)
-		step("bind", unix.Bind(fd, &unix.SockaddrUnix{Name: d.abstract(d.name, k.kind)}))
+		addr := d.abstract(d.name, k.kind)
+		if k.kind == "path" {
+			addr = d.pathSocket(d.name)
+		}
+		step("bind", unix.Bind(fd, &unix.SockaddrUnix{Name: addr}))
 		if k.typ == unix.SOCK_STREAM {
 			step("listen", unix.Listen(fd, 8))
 		}
@@ -158,6 +165,7 @@ func (d *duelist) attackAll() {
 	d.try("connect peer abstract socket", connectUnix(unix.SOCK_STREAM, d.abstract(d.peer, "stream")))
 	d.try("send to peer abstract datagram socket", sendUnix(d.abstract(d.peer, "dgram")))
 	d.try("connect host abstract socket", connectUnix(unix.SOCK_STREAM, "@"+d.host))
+	d.try("connect peer pathname socket", connectUnix(unix.SOCK_STREAM, d.pathSocket(d.peer)))
 
 	// The peer's process (ptrace access checks).
 	d.try("ptrace peer", ptraceSeize(pid))
@@ -169,6 +177,7 @@ func (d *duelist) attackAll() {
 	d.try("read peer /proc/PID/environ", readFile("/proc/"+p+"/environ"))
 	d.try("open peer /proc/PID/cwd", listDir("/proc/"+p+"/cwd"))
 	d.try("compare peer files via kcmp", kcmp(pid))
+	d.try("count peer CPU time via perf_event_open", perfPeer(pid))
 	d.try("list peer /proc/PID/root/tmp", listDir("/proc/"+p+"/root/tmp"))
 	d.try("read peer /proc/PID/root/tmp secret", readFile("/proc/"+p+"/root"+d.secret("/tmp", d.peer)))
 	d.try("list peer /proc/PID/root/dev/shm", listDir("/proc/"+p+"/root/dev/shm"))
@@ -193,7 +202,7 @@ func (d *duelist) attackAll() {
 	d.try("setuid 0", child("setuid0"))
 	d.try("raise rlimit above hard limit", raiseRlimit())
 	d.try("exec setuid-root binary", execSetuid(filepath.Join(d.dir, "suid-testprog")))
-	d.try("TIOCSTI on the terminal", tiocsti())
+	d.try("TIOCSTI or TIOCLINUX on a terminal", tiocsti())
 
 	// cgroups.
 	d.try("open own cgroup limits for writing", openOwnCgroupFile("cgroup.max.descendants"))
