@@ -563,9 +563,11 @@ func (v *vm) teardown() {
 	case <-flushed:
 	case <-time.After(time.Second):
 	}
+	// Only the sockets bound here: a path another process holds (the
+	// reason a start failed) is not ours to remove.
 	for _, s := range v.svcs {
-		if s.cfg.Sockets != nil {
-			for _, so := range s.cfg.Sockets {
+		for _, so := range s.cfg.Sockets {
+			if s.files[so.FD] != nil {
 				os.Remove(so.Path)
 			}
 		}
@@ -620,8 +622,8 @@ func (s *service) openFiles() error {
 // open for clone3(CLONE_INTO_CGROUP).
 func (s *service) makeCgroup(vmDir string) error {
 	dir := filepath.Join(vmDir, "svc."+s.cfg.Name)
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		return fmt.Errorf("cgroup: %w", err)
+	if err := cgroup.Mkdir(dir); err != nil {
+		return err
 	}
 	s.cgroup = dir
 	if err := setLimits(dir, s.cfg.Limits); err != nil {
