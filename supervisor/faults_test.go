@@ -150,7 +150,7 @@ func TestFaultBinaryNotExecutable(t *testing.T) {
 
 // A socket path already taken, by another process's live socket or by a
 // file that is not a socket, is refused; what holds the path is left
-// as it was.
+// as it was, and a socket vmsup had bound before is removed.
 func TestFaultSocketPathTaken(t *testing.T) {
 	dir := vmtest.SharedDir(t)
 	live := filepath.Join(dir, "live.sock")
@@ -159,9 +159,13 @@ func TestFaultSocketPathTaken(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
+	ours := filepath.Join(dir, "ours.sock")
 	c := vmtest.NewConfig(t, "socket-taken", map[string]any{"name": "a", "argv": []string{"/bin/sleep", "100"},
-		"sockets": []map[string]any{{"path": live, "fd": 3}}})
+		"sockets": []map[string]any{{"path": ours, "fd": 3}, {"path": live, "fd": 4}}})
 	fault(t, c, 111, "socket "+live, "already in use by another process")
+	if _, err := os.Lstat(ours); err == nil {
+		t.Errorf("the socket vmsup bound, %s, was left behind", ours)
+	}
 	go func() {
 		if c, err := l.Accept(); err == nil {
 			c.Close()
