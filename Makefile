@@ -5,7 +5,7 @@ export PATH := $(PATH):/usr/local/go/bin
 export CGO_ENABLED := 0
 BIN := bin
 
-.PHONY: all deps build test test-fast bench demo clean
+.PHONY: all deps build test test-fast bench fuzz demo clean
 
 all: build
 
@@ -23,7 +23,16 @@ build:
 test: deps
 	go vet ./...
 	go test -count=1 -timeout 40m ./...
+	$(MAKE) fuzz
 	go test -count=1 -p 1 -run '^$$' -bench . -benchtime 200x ./...
+
+# Each fuzz target of the config parser for FUZZTIME (plain `go test`
+# runs only their seed corpus). A failing input is written to
+# config/testdata/fuzz and becomes a seed.
+FUZZTIME ?= 30s
+fuzz:
+	go test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./config
+	go test -run '^$$' -fuzz '^FuzzValidate$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./config
 
 demo: deps build
 	scripts/demo

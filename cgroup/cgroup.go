@@ -50,6 +50,20 @@ func Enable(dir string, controllers []string) error {
 	return Write(dir, "cgroup.subtree_control", strings.Join(parts, " "))
 }
 
+// Mkdir creates the cgroup dir. The kernel refuses with EAGAIN, which
+// says nothing by itself, when an ancestor's cgroup.max.descendants or
+// cgroup.max.depth is reached: the error names those.
+func Mkdir(dir string) error {
+	err := unix.Mkdir(dir, 0o755)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, unix.EAGAIN):
+		return fmt.Errorf("create cgroup %s: %w: an ancestor's cgroup.max.descendants or cgroup.max.depth is reached", dir, err)
+	}
+	return fmt.Errorf("create cgroup %s: %w", dir, err)
+}
+
 // Write sets one interface file, naming it in the error.
 func Write(dir, file, value string) error {
 	p := filepath.Join(dir, file)

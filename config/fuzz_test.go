@@ -11,12 +11,15 @@ import (
 	"unicode"
 )
 
-// FuzzParse checks that Parse never panics, that every error names a
-// well-formed path, that its output is deterministic, and that whatever it
-// accepts satisfies the invariants the supervisor relies on.
 // nameRE is the contract's name rule, as an oracle independent of
 // validName.
 var nameRE = regexp.MustCompile(namePattern)
+
+// FuzzParse feeds Parse (decoder and validator) arbitrary bytes. It
+// checks that Parse never panics, that every error names a well-formed
+// path to a value of the document (or a key missing from one of its
+// objects), that its output is deterministic, and that whatever it
+// accepts satisfies the invariants the supervisor relies on.
 
 func FuzzParse(f *testing.F) {
 	var seeds []string
@@ -33,7 +36,7 @@ func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		vm, errs := Parse(data)
 		if len(errs) > 0 {
-			checkErrors(t, vm, errs)
+			checkErrors(t, data, vm, errs)
 		} else {
 			checkVM(t, vm)
 		}
@@ -44,10 +47,11 @@ func FuzzParse(f *testing.F) {
 	})
 }
 
-func checkErrors(t *testing.T, vm *VM, errs []*Error) {
+func checkErrors(t *testing.T, data []byte, vm *VM, errs []*Error) {
 	if vm != nil {
 		t.Fatalf("VM returned along with %d errors", len(errs))
 	}
+	syntax := false
 	for _, e := range errs {
 		if e == nil || e.Msg == "" {
 			t.Fatalf("empty error in %q", errLines(errs))
@@ -55,54 +59,93 @@ func checkErrors(t *testing.T, vm *VM, errs []*Error) {
 		if r := []rune(e.Msg)[0]; unicode.IsUpper(r) {
 			t.Errorf("message not lower-case: %q", e)
 		}
+		syntax = syntax || strings.HasPrefix(e.Msg, "invalid JSON")
+		if syntax && len(errs) != 1 {
+			t.Errorf("a syntax error among others: %q", errLines(errs))
+		}
 		if e.Path == "" {
 			// Only a syntax error or a document that is not an object
 			// concerns the whole document, and it is then the only error.
-			doc := strings.HasPrefix(e.Msg, "invalid JSON") || strings.HasPrefix(e.Msg, "expected object, got ")
+			doc := syntax || strings.HasPrefix(e.Msg, "expected object, got ")
 			if !doc || len(errs) != 1 {
 				t.Errorf("document-level error %q among %q", e.Msg, errLines(errs))
 			}
 			continue
 		}
-		if !wellFormedPath(e.Path) {
+		if _, ok := pathSteps(e.Path); !ok {
 			t.Errorf("malformed path %q in %q", e.Path, e)
+		}
+	}
+	if syntax {
+		return // the path names a value that was not read to its end
+	}
+	// Every path names a value of the document, or a key missing from an
+	// object of it.
+	root, serr := (&parser{}).readTree(data)
+	if serr != nil {
+		t.Fatalf("Parse found no syntax error, readTree did: %v", serr)
+	}
+	for _, e := range errs {
+		if e.Path == "" {
+			continue
+		}
+		steps, _ := pathSteps(e.Path)
+		if resolve(root, steps) != nil {
+			continue
+		}
+		last := steps[len(steps)-1]
+		parent := resolve(root, steps[:len(steps)-1])
+		missing := e.Msg == "required" || strings.HasPrefix(e.Msg, "no uid:") || strings.HasPrefix(e.Msg, "no gid:")
+		if !missing || parent == nil || parent.kind != kindObject || last.isIndex {
+			t.Errorf("%q names nothing in the document", e)
 		}
 	}
 }
 
-// wellFormedPath accepts paths such as name, services[1].limits.memory_max
-// and services[0].env["A=B"]: an identifier or quoted key first, then
+// A step of a path: an object key or an array index.
+type step struct {
+	key     string
+	index   int
+	isIndex bool
+}
+
+// pathSteps splits paths such as name, services[1].limits.memory_max and
+// services[0].env["A=B"]: an identifier or quoted key first, then
 // .identifier, [index] or ["key"] steps. A quoted key must need quoting.
-func wellFormedPath(p string) bool {
+// ok is false for a malformed path.
+func pathSteps(p string) (steps []step, ok bool) {
 	for first := true; p != ""; first = false {
 		switch {
 		case strings.HasPrefix(p, `["`):
 			q, err := strconv.QuotedPrefix(p[1:])
 			if err != nil {
-				return false
+				return nil, false
 			}
 			key, _ := strconv.Unquote(q)
 			rest := p[1+len(q):]
 			if isIdent(key) || !strings.HasPrefix(rest, "]") {
-				return false
+				return nil, false
 			}
+			steps = append(steps, step{key: key})
 			p = rest[1:]
 		case strings.HasPrefix(p, "["):
 			if first {
-				return false
+				return nil, false
 			}
 			end := strings.IndexByte(p, ']')
 			if end < 2 {
-				return false
+				return nil, false
 			}
-			if _, err := strconv.Atoi(p[1:end]); err != nil || p[1] == '-' || (p[1] == '0' && end > 2) {
-				return false
+			i, err := strconv.Atoi(p[1:end])
+			if err != nil || p[1] == '-' || (p[1] == '0' && end > 2) {
+				return nil, false
 			}
+			steps = append(steps, step{index: i, isIndex: true})
 			p = p[end+1:]
 		default:
 			if !first {
 				if p[0] != '.' {
-					return false
+					return nil, false
 				}
 				p = p[1:]
 			}
@@ -111,12 +154,41 @@ func wellFormedPath(p string) bool {
 				end = len(p)
 			}
 			if !isIdent(p[:end]) {
-				return false
+				return nil, false
 			}
+			steps = append(steps, step{key: p[:end]})
 			p = p[end:]
 		}
 	}
-	return true
+	return steps, true
+}
+
+func wellFormedPath(p string) bool {
+	_, ok := pathSteps(p)
+	return ok
+}
+
+// resolve returns the value steps lead to from v, nil if there is none.
+func resolve(v *value, steps []step) *value {
+	for _, s := range steps {
+		var next *value
+		switch {
+		case s.isIndex && v.kind == kindArray && s.index < len(v.elems):
+			next = v.elems[s.index]
+		case !s.isIndex && v.kind == kindObject:
+			for _, m := range v.members {
+				if m.key == s.key {
+					next = m.val
+					break
+				}
+			}
+		}
+		if next == nil {
+			return nil
+		}
+		v = next
+	}
+	return v
 }
 
 func checkVM(t *testing.T, vm *VM) {

@@ -70,13 +70,15 @@ func (p *parser) sorted() []*Error {
 	return out
 }
 
-// syntaxError turns a decoding failure into the single document-level error.
-func syntaxError(err error) *Error {
+// syntaxError turns a decoding failure into the single error about the
+// document. It names the innermost value being read where the syntax
+// broke (path), or none when that is the document itself.
+func syntaxError(path string, err error) *Error {
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
-		return &Error{Msg: fmt.Sprintf("invalid JSON at byte %d: %s", se.Offset, se.Error())}
+		return &Error{Path: path, Msg: fmt.Sprintf("invalid JSON at byte %d: %s", se.Offset, se.Error())}
 	}
-	return &Error{Msg: "invalid JSON: " + err.Error()}
+	return &Error{Path: path, Msg: "invalid JSON: " + err.Error()}
 }
 
 // readTree checks the syntax of data and builds its tree. A syntax error is
@@ -84,25 +86,50 @@ func syntaxError(err error) *Error {
 func (p *parser) readTree(data []byte) (*value, *Error) {
 	// Unmarshal into a RawMessage only runs the syntax check, which, unlike
 	// Decoder.Token, reports the byte offset of every kind of syntax error
-	// (including trailing garbage).
+	// (including trailing garbage); the tree's builder says where in the
+	// document it was.
 	var raw json.RawMessage
-	if err := json.Unmarshal(data, &raw); err != nil {
-		return nil, syntaxError(err)
-	}
+	syntaxErr := json.Unmarshal(data, &raw)
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber() // keep number literals, to tell 3 from 3.0 and to avoid float rounding
 	v, err := p.build(dec, "")
+	var at *buildError
+	errors.As(err, &at)
+	if at != nil && strings.HasPrefix(at.path, "[") && !strings.HasPrefix(at.path, `["`) {
+		at.path = "" // a document that is an array has no paths: it is wrong as a whole
+	}
+	if syntaxErr != nil {
+		if at == nil {
+			return nil, syntaxError("", syntaxErr)
+		}
+		return nil, syntaxError(at.path, syntaxErr)
+	}
 	if err != nil {
-		return nil, syntaxError(err)
+		return nil, syntaxError(at.path, at.err)
 	}
 	return v, nil
 }
 
-// build reads one value from dec. path is only used to name duplicate keys.
+// buildError is a decoding failure and the path of the value being read.
+type buildError struct {
+	path string
+	err  error
+}
+
+func (e *buildError) Error() string { return e.err.Error() }
+
+// build reads one value from dec; path names it in duplicate-key errors
+// and in the error it returns.
 func (p *parser) build(dec *json.Decoder, path string) (*value, error) {
+	fail := func(err error) (*value, error) {
+		if _, inner := err.(*buildError); inner {
+			return nil, err
+		}
+		return nil, &buildError{path, err}
+	}
 	tok, err := dec.Token()
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
 	v := &value{pos: dec.InputOffset()}
 	switch t := tok.(type) {
@@ -112,7 +139,7 @@ func (p *parser) build(dec *json.Decoder, path string) (*value, error) {
 			for i := 0; dec.More(); i++ {
 				e, err := p.build(dec, index(path, i))
 				if err != nil {
-					return nil, err
+					return fail(err)
 				}
 				v.elems = append(v.elems, e)
 			}
@@ -122,18 +149,22 @@ func (p *parser) build(dec *json.Decoder, path string) (*value, error) {
 			for dec.More() {
 				kt, err := dec.Token()
 				if err != nil {
-					return nil, err
+					return fail(err)
 				}
 				key, ok := kt.(string)
 				if !ok {
-					return nil, fmt.Errorf("object key is %T", kt)
+					return fail(fmt.Errorf("object key is %T", kt))
 				}
 				kpos := dec.InputOffset()
+				nerrs := len(p.errs)
 				e, err := p.build(dec, join(path, key))
 				if err != nil {
-					return nil, err
+					return fail(err)
 				}
 				if seen[key] {
+					// The duplicate is dropped, and so is what was said
+					// about its contents: its path would name the first.
+					p.errs = p.errs[:nerrs]
 					p.errorf(kpos, join(path, key), "duplicate key")
 					continue
 				}
@@ -142,7 +173,7 @@ func (p *parser) build(dec *json.Decoder, path string) (*value, error) {
 			}
 		}
 		if _, err := dec.Token(); err != nil { // the closing delimiter
-			return nil, err
+			return fail(err)
 		}
 	case string:
 		v.kind, v.text = kindString, t
@@ -153,7 +184,7 @@ func (p *parser) build(dec *json.Decoder, path string) (*value, error) {
 	case nil:
 		v.kind = kindNull
 	default:
-		return nil, fmt.Errorf("unexpected token %T", tok)
+		return fail(fmt.Errorf("unexpected token %T", tok))
 	}
 	return v, nil
 }

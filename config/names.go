@@ -52,6 +52,15 @@ var capabilities = map[string]uint{
 	"CAP_CHECKPOINT_RESTORE": unix.CAP_CHECKPOINT_RESTORE,
 }
 
+// CapabilityNames lists the capability names a config may use, by number.
+func CapabilityNames() map[uint]string {
+	m := make(map[uint]string, len(capabilities))
+	for name, n := range capabilities {
+		m[n] = name
+	}
+	return m
+}
+
 // rlimits maps the config's resource names to RLIMIT_ numbers. sized says
 // whether the limit counts bytes, so that "64M" makes sense for it.
 var rlimits = map[string]struct {

@@ -572,20 +572,23 @@ func TestAllProblems(t *testing.T) {
 	eq(t, errLines(errs), want)
 }
 
+// A syntax error is the only error; it names the innermost value being
+// read where the syntax broke, or none when that is the document.
 func TestSyntaxErrors(t *testing.T) {
 	for in, want := range map[string]string{
-		``:                      "invalid JSON at byte 0: unexpected end of JSON input",
-		`{"name": "a",}`:        "invalid JSON at byte 14: invalid character '}' looking for beginning of object key string",
-		`{"name": "a"} x`:       "invalid JSON at byte 15: invalid character 'x' after top-level value",
-		`{"name": "a"`:          "invalid JSON at byte 12: unexpected end of JSON input",
-		`{"services": [1 2]}`:   "invalid JSON at byte 17: invalid character '2' after array element",
-		`{"name": 'a'}`:         "invalid JSON at byte 10: invalid character '\\'' looking for beginning of value",
-		"{\"name\": \"a\nb\"}":  "invalid JSON at byte 12: invalid character '\\n' in string literal",
-		`{"uid": 01}`:           "invalid JSON at byte 10: invalid character '1' after object key:value pair",
-		`{"name": "a"}{"x": 1}`: "invalid JSON at byte 14: invalid character '{' after top-level value",
+		``:                                    "invalid JSON at byte 0: unexpected end of JSON input",
+		`{"name": "a",}`:                      "invalid JSON at byte 14: invalid character '}' looking for beginning of object key string",
+		`{"name": "a"} x`:                     "invalid JSON at byte 15: invalid character 'x' after top-level value",
+		`{"name": "a"`:                        "invalid JSON at byte 12: unexpected end of JSON input",
+		`{"services": [1 2]}`:                 "services[1]: invalid JSON at byte 17: invalid character '2' after array element",
+		`{"name": 'a'}`:                       "name: invalid JSON at byte 10: invalid character '\\'' looking for beginning of value",
+		"{\"name\": \"a\nb\"}":                "name: invalid JSON at byte 12: invalid character '\\n' in string literal",
+		`{"uid": 01}`:                         "invalid JSON at byte 10: invalid character '1' after object key:value pair",
+		`{"name": "a"}{"x": 1}`:               "invalid JSON at byte 14: invalid character '{' after top-level value",
+		`{"services": [{"env": {"A": tru}}]}`: "services[0].env.A: invalid JSON at byte 32: invalid character '}' in literal true (expecting 'e')",
 	} {
 		vm, errs := Parse([]byte(in))
-		if vm != nil || len(errs) != 1 || errs[0].Path != "" || errs[0].Msg != want {
+		if vm != nil || len(errs) != 1 || errs[0].Error() != want {
 			t.Errorf("Parse(%q) = %v, %q; want one error %q", in, vm, errLines(errs), want)
 		}
 	}

@@ -1,7 +1,6 @@
 package services_test
 
 import (
-	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -15,124 +14,6 @@ import (
 
 	"vmsup/internal/vmtest"
 )
-
-// duelVM runs two services with the same uid that attack each other (see
-// internal/testprog/duel.go) and returns each one's attempt lines.
-func duelVM(t *testing.T, name, landlockMode string) (map[string][]string, string) {
-	prog := vmtest.Bin(t, "testprog")
-	dir := vmtest.SharedDir(t)
-	// An abstract socket on the host that no service may reach.
-	host := fmt.Sprintf("vmsup-test-host-%d", os.Getpid())
-	l, err := net.Listen("unix", "@"+host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	svc := func(me, peer string, caps []string) map[string]any {
-		s := map[string]any{
-			"name": me, "argv": []string{prog, "duel", me, peer, dir, host},
-			"uid": 1000, "gid": 1000,
-			"private_tmp": "4M", "private_shm": "4M",
-			"env": map[string]string{"SECRET": "s3cret-" + me},
-		}
-		if caps != nil {
-			s["capabilities"] = caps
-		}
-		return s
-	}
-	c := vmtest.NewConfig(t, name, svc("red", "blue", []string{"CAP_NET_BIND_SERVICE"}), svc("blue", "red", nil))
-	c["landlock"] = landlockMode
-	vm := vmtest.Start(t, c, vmtest.Options{})
-	vm.PID1()
-	vm.WaitFor("red: duel done", 20*time.Second)
-	vm.WaitFor("blue: duel done", 20*time.Second)
-	vm.WaitFor("blue: status NoNewPrivs", 5*time.Second)
-	vm.WaitFor("red: status NoNewPrivs", 5*time.Second)
-	out := vm.Stderr.String()
-	vm.Signal(syscall.SIGTERM)
-	if st := vm.Wait(10 * time.Second); st != 0 {
-		t.Fatalf("status %d", st)
-	}
-	vm.AssertClean(time.Second)
-	res := map[string][]string{}
-	for _, line := range strings.Split(out, "\n") {
-		for _, who := range []string{"red", "blue"} {
-			if rest, ok := strings.CutPrefix(line, who+": "); ok && (strings.HasPrefix(rest, "attempt ") || strings.HasPrefix(rest, "status ")) {
-				res[who] = append(res[who], rest)
-			}
-		}
-	}
-	return res, out
-}
-
-// Two services with the same uid can neither signal, trace, connect to
-// nor look into each other, PID 1 or the host's abstract sockets, nor
-// mount, setns, mknod or leave their cgroup; their capabilities are
-// exactly the configured ones and no_new_privs is set.
-func TestSiblingsContained(t *testing.T) {
-	res, out := duelVM(t, "duel", "required")
-	tried, blocked := 0, 0
-	for _, who := range []string{"red", "blue"} {
-		for _, l := range res[who] {
-			if !strings.HasPrefix(l, "attempt ") {
-				continue
-			}
-			tried++
-			if strings.HasSuffix(l, "ESCAPED") {
-				t.Errorf("%s: %s", who, l)
-			} else {
-				blocked++
-			}
-		}
-	}
-	if tried != 40 {
-		t.Fatalf("want 20 attempts per service, got %d in all:\n%s", tried, out)
-	}
-	t.Logf("%d attacks tried, %d blocked", tried, blocked)
-	// CAP_NET_BIND_SERVICE is bit 10 (0x400).
-	want := map[string]string{
-		"red":  "CapInh: 0000000000000400|CapPrm: 0000000000000400|CapEff: 0000000000000400|CapBnd: 0000000000000400|CapAmb: 0000000000000400|NoNewPrivs: 1",
-		"blue": "CapInh: 0000000000000000|CapPrm: 0000000000000000|CapEff: 0000000000000000|CapBnd: 0000000000000000|CapAmb: 0000000000000000|NoNewPrivs: 1",
-	}
-	for who, w := range want {
-		var got []string
-		for _, l := range res[who] {
-			if s, ok := strings.CutPrefix(l, "status "); ok {
-				got = append(got, s)
-			}
-		}
-		if strings.Join(got, "|") != w {
-			t.Errorf("%s credentials:\n got %s\nwant %s", who, strings.Join(got, "|"), w)
-		}
-	}
-}
-
-// The same duel with "landlock": "off" shows the attacks are real and
-// Landlock is what stops them: signals and abstract-socket connections
-// then go through both ways (same uid, no other barrier), and red, whose
-// capabilities are a superset of blue's, can also trace blue and read
-// its environment and private /tmp through /proc.
-func TestSiblingsWithoutLandlockCanReachEachOther(t *testing.T) {
-	res, _ := duelVM(t, "duel-off", "off")
-	want := map[string][]string{
-		"blue": {"signal peer", "pidfd signal peer", "connect peer abstract socket", "connect host abstract socket"},
-		"red": {"signal peer", "pidfd signal peer", "connect peer abstract socket", "connect host abstract socket",
-			"ptrace peer", "read peer /proc/PID/environ", "list peer /proc/PID/root/tmp", "read peer /proc/PID/root/tmp secret"},
-	}
-	for who, attacks := range want {
-		escaped := map[string]bool{}
-		for _, l := range res[who] {
-			if w, ok := strings.CutSuffix(l, ": ESCAPED"); ok {
-				escaped[strings.TrimPrefix(w, "attempt ")] = true
-			}
-		}
-		for _, a := range attacks {
-			if !escaped[a] {
-				t.Errorf("%s: with Landlock off, %q should succeed; got %v", who, a, res[who])
-			}
-		}
-	}
-}
 
 // masked_paths, readonly_paths and binds hold inside services.
 func TestMountsInsideServices(t *testing.T) {

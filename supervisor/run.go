@@ -183,6 +183,14 @@ func preflight(vm *config.VM) (*preflighted, int, error) {
 			problems = append(problems, fmt.Sprintf("config: mount.readonly_paths[%d]: %v", i, err))
 		}
 	}
+	// Like a missing binary: the config names what is not there.
+	for i, s := range vm.Services {
+		for j, d := range s.Devices {
+			if _, err := os.Stat(d.Path); err != nil {
+				problems = append(problems, fmt.Sprintf("config: services[%d].devices[%d].path: %v", i, j, err))
+			}
+		}
+	}
 	if len(problems) > 0 {
 		return nil, ExitConfig, errors.New(strings.Join(problems, "\n"))
 	}
@@ -274,8 +282,8 @@ func claimCgroup(dir string, controllers []string) (*vmCgroup, error) {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("cgroup: %w", err)
 	}
-	if err := unix.Mkdir(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("create cgroup %s: %w", dir, err)
+	if err := cgroup.Mkdir(dir); err != nil {
+		return nil, err
 	}
 	lock, err := lockDir(dir, unix.LOCK_EX|unix.LOCK_NB)
 	if err != nil {
@@ -297,8 +305,8 @@ func claimCgroup(dir string, controllers []string) (*vmCgroup, error) {
 			return fail(fmt.Errorf("cgroup controller %s is needed by limits but not available in %s: enable it in %s/cgroup.subtree_control", c, dir, parent))
 		}
 	}
-	if err := os.Mkdir(cg.leaf, 0o755); err != nil {
-		return fail(fmt.Errorf("cgroup: %w", err))
+	if err := cgroup.Mkdir(cg.leaf); err != nil {
+		return fail(err)
 	}
 	if err := cgroup.Enable(dir, controllers); err != nil {
 		return fail(fmt.Errorf("cgroup: %w", err))
@@ -329,7 +337,7 @@ func mkdirAncestors(dir string, controllers []string) error {
 	if err := mkdirAncestors(filepath.Dir(dir), controllers); err != nil {
 		return err
 	}
-	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+	if err := cgroup.Mkdir(dir); err != nil && !errors.Is(err, os.ErrExist) {
 		return err
 	}
 	have, err := cgroup.Controllers(dir)

@@ -242,6 +242,17 @@ func (v *vm) reap() {
 		if pid <= 0 || err != nil {
 			return
 		}
+		if ws.Stopped() || ws.Continued() {
+			// Without WUNTRACED only a tracee reports stops: a service
+			// that made PID 1 its tracer (PTRACE_TRACEME) and stopped.
+			// Nothing would continue it, and it has not exited: kill it,
+			// and its exit takes the usual way.
+			if s := v.byPid[pid]; s != nil {
+				logger.Printf("%s: stopped under ptrace with PID 1 as tracer: killing it", s.cfg.Name)
+				unix.Kill(pid, unix.SIGKILL)
+			}
+			continue
+		}
 		if s := v.byPid[pid]; s != nil {
 			delete(v.byPid, pid)
 			v.exited(s, ws)
@@ -551,9 +562,11 @@ func (v *vm) teardown() {
 	case <-flushed:
 	case <-time.After(time.Second):
 	}
+	// Only the sockets bound here: a path another process holds (the
+	// reason a start failed) is not ours to remove.
 	for _, s := range v.svcs {
-		if s.cfg.Sockets != nil {
-			for _, so := range s.cfg.Sockets {
+		for _, so := range s.cfg.Sockets {
+			if s.files[so.FD] != nil {
 				os.Remove(so.Path)
 			}
 		}
@@ -608,8 +621,8 @@ func (s *service) openFiles() error {
 // open for clone3(CLONE_INTO_CGROUP).
 func (s *service) makeCgroup(vmDir string) error {
 	dir := filepath.Join(vmDir, "svc."+s.cfg.Name)
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		return fmt.Errorf("cgroup: %w", err)
+	if err := cgroup.Mkdir(dir); err != nil {
+		return err
 	}
 	s.cgroup = dir
 	if err := setLimits(dir, s.cfg.Limits); err != nil {

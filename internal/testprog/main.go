@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func main() {
@@ -30,6 +33,24 @@ func main() {
 		}
 	case "duel": // duel NAME PEER DIR HOSTABSTRACT: see duel.go
 		duel(os.Args[2], os.Args[3], os.Args[4], os.Args[5])
+	case "setuid0": // setuid0: become root (duel's helper)
+		check(syscall.Setuid(0))
+		os.Exit(0)
+	case "euid": // euid: print the effective uid (duel runs a setuid copy)
+		fmt.Println(os.Geteuid())
+		os.Exit(0)
+	case "umount-tmp": // umount-tmp: unmount /tmp (duel runs it in a user namespace)
+		mi, err := os.ReadFile("/proc/self/mountinfo")
+		check(err)
+		if !strings.Contains(string(mi), " /tmp ") {
+			check(fmt.Errorf("/tmp is not a mount point here"))
+		}
+		check(unix.Unmount("/tmp", unix.MNT_DETACH))
+		os.Exit(0)
+	case "traceme": // traceme MARKER: the first time (no MARKER yet), make the parent (PID 1) the tracer and stop
+		traceme(os.Args[2])
+	case "keyring-exec": // keyring-exec KEYNAME PROG ARGS...: exec PROG in a new session keyring holding KEYNAME
+		keyringExec(os.Args[2], os.Args[3:])
 	case "fds": // fds: print the open descriptors, then sleep
 		fmt.Println("fds", strings.Join(openFDs(), " "))
 		fmt.Println("env", strings.Join(os.Environ(), " "))
@@ -65,6 +86,38 @@ func openFDs() []string {
 	}
 	syscall.Close(d)
 	return out
+}
+
+// keyringExec gives prog a session keyring of its own holding a secret
+// key, as a login shell's pam_keyinit would: what a service must not be
+// able to read. The keyring belongs to the thread, so the thread that
+// joins it is the one that execs.
+func keyringExec(key string, argv []string) {
+	runtime.LockOSThread()
+	_, err := unix.KeyctlJoinSessionKeyring("vmsup-test")
+	check(err)
+	_, err = unix.AddKey("user", key, []byte("supervisor-secret"), unix.KEY_SPEC_SESSION_KEYRING)
+	check(err)
+	check(syscall.Exec(argv[0], argv, os.Environ()))
+}
+
+// traceme makes PID 1, this service's parent, its tracer and stops
+// itself: PID 1 then sees a stop, not an exit, in wait4. A second run
+// (MARKER present) just stays.
+func traceme(marker string) {
+	if _, err := os.Stat(marker); err != nil {
+		check(os.WriteFile(marker, nil, 0o644))
+		runtime.LockOSThread()
+		_, _, e := syscall.RawSyscall(syscall.SYS_PTRACE, syscall.PTRACE_TRACEME, 0, 0)
+		if e != 0 {
+			check(e)
+		}
+		fmt.Println("traced by PID 1, stopping")
+		check(syscall.Kill(os.Getpid(), syscall.SIGSTOP))
+	}
+	fmt.Println("running untraced")
+	time.Sleep(time.Hour)
+	os.Exit(0)
 }
 
 func dur(s string) time.Duration {

@@ -161,6 +161,9 @@ type Options struct {
 	// UnderShell starts vmsup from a shell that waits for it and passes
 	// its own PID as --parent-pid; VM.Cmd is then that shell.
 	UnderShell bool
+	// Wrap is a command that sets something up and then execs its
+	// arguments (vmsup and its own): vmsup keeps the PID Cmd started.
+	Wrap []string
 }
 
 // Start runs `vmsup run` on c.
@@ -191,6 +194,14 @@ func Start(t testing.TB, c Config, o Options) *VM {
 	cmd.Args = append([]string{"vmsup"}, args...)
 	if o.UnderShell {
 		cmd = exec.Command("/bin/sh", append([]string{"-c", `"$0" run --parent-pid $$ "$@" & wait`, bin}, args[1:]...)...)
+	}
+	if len(o.Wrap) > 0 {
+		if o.UnderShell {
+			t.Fatal("vmtest: Wrap and UnderShell together are not supported")
+		}
+		ew := cmd.ExtraFiles
+		cmd = exec.Command(o.Wrap[0], append(append(o.Wrap[1:len(o.Wrap):len(o.Wrap)], bin), args...)...)
+		cmd.ExtraFiles = ew
 	}
 	cmd.Env = append(os.Environ(), o.Env...)
 	cmd.Stdout = vm.Stderr
