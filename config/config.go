@@ -68,16 +68,19 @@ type Service struct {
 	Capabilities []Capability
 	PrivateTmp   int64 // bytes; 0 = no private /tmp
 	PrivateShm   int64 // bytes; 0 = no private /dev/shm
-	Sockets      []Socket
-	Devices      []Device
-	Landlock     *LandlockPaths // nil when landlock_paths is absent
-	Limits       Limits
-	Rlimits      []Rlimit
-	After        []string
-	Ready        Ready
-	OnExit       string
-	StopSignal   syscall.Signal
-	VMM          *VMM // nil unless this service runs the VM
+	// UserNamespaces lets the service create user namespaces; without it
+	// the kernel refuses them (see package launcher).
+	UserNamespaces bool
+	Sockets        []Socket
+	Devices        []Device
+	Landlock       *LandlockPaths // nil when landlock_paths is absent
+	Limits         Limits
+	Rlimits        []Rlimit
+	After          []string
+	Ready          Ready
+	OnExit         string
+	StopSignal     syscall.Signal
+	VMM            *VMM // nil unless this service runs the VM
 }
 
 // Capability is a Linux capability number with its CAP_ name.

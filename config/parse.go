@@ -318,7 +318,7 @@ func (p *parser) service(v *value, path string, vmUID, vmGID optID) (Service, *s
 	f, ok := p.object(v, path, "name", "argv", "env", "cwd", "uid", "gid", "groups",
 		"capabilities", "private_tmp", "private_shm", "sockets", "devices",
 		"landlock_paths", "limits", "rlimits", "after", "ready", "on_exit",
-		"stop_signal", "vmm")
+		"stop_signal", "vmm", "user_namespaces")
 	if !ok {
 		return s, refs
 	}
@@ -373,6 +373,9 @@ func (p *parser) service(v *value, path string, vmUID, vmGID optID) (Service, *s
 	}
 	if v, path := f.get("private_shm"); v != nil {
 		s.PrivateShm, _ = p.size(v, path, "")
+	}
+	if v, path := f.get("user_namespaces"); v != nil {
+		s.UserNamespaces, _ = p.boolean(v, path)
 	}
 
 	var fds []fdRef

@@ -205,6 +205,11 @@ func TestServiceRules(t *testing.T) {
 		{raw: `{"name":"a","uid":0,"services":[{"name":"s","argv":["bin/sh"]}]}`, want: "services[0].argv[0]: must be an absolute path or a command name without '/'"},
 		{raw: `{"name":"a","uid":0,"services":[{"name":"s","argv":["sh","a\u0000"]}]}`, want: "services[0].argv[1]: must not contain NUL"},
 
+		// user_namespaces
+		{check: func(t *testing.T, vm *VM) { eq(t, svc0(vm).UserNamespaces, false) }},
+		{svc: `"user_namespaces":true`, check: func(t *testing.T, vm *VM) { eq(t, svc0(vm).UserNamespaces, true) }},
+		{svc: `"user_namespaces":"yes"`, want: "services[0].user_namespaces: expected boolean, got string"},
+
 		// env
 		{check: func(t *testing.T, vm *VM) {
 			if svc0(vm).Env != nil {

@@ -40,7 +40,9 @@ const (
 	bNNP       = "no_new_privs"  // always set; not a config choice
 	bStdio     = "no terminal"   // stdin is /dev/null, output a pipe, a session of its own; not a config choice
 	bMntLock   = "locked mounts"
-	bHostBound = "host bounding set" // this machine's bounding set lacks CAP_SYS_RESOURCE
+	bHostBound = "host bounding set"   // this machine's bounding set lacks CAP_SYS_RESOURCE
+	bUserNS    = "no user namespaces"  // the cover over / (config: user_namespaces)
+	bKeyring   = "own session keyring" // always a fresh one; not a config choice
 )
 
 type attack struct {
@@ -101,15 +103,15 @@ var attacks = []attack{
 	{"move out of own cgroup", []string{bCgroup}, ""},
 	{"join PID 1 cgroup", []string{bCgroup}, ""},
 
-	{"create a user namespace", nil, "a service may create user namespaces (then network, IPC, UTS... namespaces inside), which opens kernel code to it that unprivileged users otherwise cannot reach; the mounts it inherits stay locked (see the umount attempt)"},
+	{"create a user namespace", []string{bUserNS}, ""},
 	{"connect peer pathname socket", nil, "same uid: a pathname socket is guarded by its file mode alone (Landlock before ABI 9 has no right for connecting to one), so a peer of the same uid connects; distinct uids stop it"},
 	{"prlimit peer", nil, "same uid: prlimit(2) may change the peer's resource limits (RLIMIT_CPU makes the kernel kill it); distinct uids stop it"},
 	{"renice peer", []string{bTargetCap}, "same uid: setpriority(2) may lower the priority of a peer whose capabilities the attacker's cover; distinct uids stop it"},
 	{"set peer CPU affinity", []string{bTargetCap}, "same uid: sched_setaffinity(2) may pin such a peer to one CPU; distinct uids stop it"},
 	{"set peer I/O priority", []string{bTargetCap}, "same uid: ioprio_set(2) may lower such a peer's I/O priority; distinct uids stop it"},
 	{"set peer oom_score_adj", nil, "same uid: the peer's /proc/PID/oom_score_adj may be raised, making it the OOM killer's first victim; distinct uids stop it"},
-	{"read peer key in the session keyring", nil, "services inherit vmsup's session keyring (here a root login's; under s6 at boot, none, and then every process of a uid shares that uid's): a key one service keeps there the other reads; a fresh session keyring per service would stop it"},
-	{"read the supervisor's session keyring", nil, "services possess the session keyring vmsup was started with, and the keys of the root login that started it; a fresh session keyring per service would stop it"},
+	{"read peer key in the session keyring", []string{bKeyring}, ""},
+	{"read the supervisor's session keyring", []string{bKeyring}, ""},
 }
 
 // A run is one VM of the duel with some barriers in place.
@@ -117,6 +119,7 @@ type run struct {
 	contained bool // the sandbox as configured: nothing may escape but the known gaps
 	landlock  string
 	tmp       bool     // private /tmp and /dev/shm
+	userns    bool     // "user_namespaces": true for both
 	allCaps   bool     // every capability of the host for both services
 	present   []string // barriers in place, for both sides
 	blueOnly  []string // barriers in place for blue's attacks only
@@ -157,6 +160,9 @@ func duel(t *testing.T, vmName string, r run) (map[string]map[string]string, map
 		}
 		if r.tmp {
 			s["private_tmp"], s["private_shm"] = "4M", "4M"
+		}
+		if r.userns {
+			s["user_namespaces"] = true
 		}
 		if r.allCaps {
 			caps = hostCaps(t)
@@ -292,7 +298,7 @@ func judge(t *testing.T, r run, res map[string]map[string]string) (tried, blocke
 // The known gaps are reported, not hidden.
 func TestHostileSiblings(t *testing.T) {
 	r := run{contained: true, landlock: "required", tmp: true,
-		present:  []string{bLandlock, bRootPID1, bCaps, bCgroup, bTmp, bNNP, bStdio, bMntLock, bHostBound},
+		present:  []string{bLandlock, bRootPID1, bCaps, bCgroup, bTmp, bNNP, bStdio, bMntLock, bHostBound, bUserNS, bKeyring},
 		blueOnly: []string{bTargetCap}}
 	res, status := duel(t, "hostile", r)
 	tried, blocked, gaps := judge(t, r, res)
@@ -310,12 +316,13 @@ func TestHostileSiblings(t *testing.T) {
 	}
 }
 
-// Control: without Landlock and without private /tmp and /dev/shm, the
-// attacks those stop get through (red's ptrace-class ones only: blue
-// lacks red's capability), and the others stay blocked.
+// Control: without Landlock, private /tmp and /dev/shm and the cover
+// that refuses user namespaces, the attacks those stop get through
+// (red's ptrace-class ones only: blue lacks red's capability), and the
+// others stay blocked.
 func TestHostileControlWithoutLandlockAndTmp(t *testing.T) {
-	r := run{landlock: "off", tmp: false,
-		present:  []string{bRootPID1, bCaps, bCgroup, bNNP, bStdio, bMntLock, bHostBound},
+	r := run{landlock: "off", tmp: false, userns: true,
+		present:  []string{bRootPID1, bCaps, bCgroup, bNNP, bStdio, bMntLock, bHostBound, bKeyring},
 		blueOnly: []string{bTargetCap}}
 	res, _ := duel(t, "hostile-open", r)
 	tried, blocked, _ := judge(t, r, res)
@@ -328,7 +335,7 @@ func TestHostileControlWithoutLandlockAndTmp(t *testing.T) {
 // locked mounts, the host's bounding set, and private /tmp (kept here).
 func TestHostileControlEveryCapability(t *testing.T) {
 	r := run{landlock: "off", tmp: true, allCaps: true,
-		present: []string{bTmp, bNNP, bStdio, bMntLock, bHostBound}}
+		present: []string{bTmp, bNNP, bStdio, bMntLock, bKeyring, bUserNS, bHostBound}}
 	if hostHasCap(t, "CAP_SYS_RESOURCE") {
 		r.present = r.present[:len(r.present)-1]
 	}

@@ -70,6 +70,7 @@ func NewSpec(s *config.Service, path string, abi int, extraGroup *uint32, umask 
 		Name: s.Name, Path: path, Argv: s.Argv, Cwd: s.Cwd,
 		UID: s.UID, GID: s.GID, Groups: append([]uint32(nil), s.Groups...),
 		LastCap: last, Tmp: s.PrivateTmp, Shm: s.PrivateShm, Umask: umask,
+		UserNS: s.UserNamespaces,
 	}, abi: abi}
 	if extraGroup != nil && *extraGroup != s.GID && !contains(sp.Groups, *extraGroup) {
 		sp.Groups = append(sp.Groups, *extraGroup)

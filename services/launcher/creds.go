@@ -75,6 +75,18 @@ func setCreds(sp *Spec) error {
 	return nil
 }
 
+// newSessionKeyring gives the service a new, empty session keyring,
+// owned by its uid: otherwise it would possess the one vmsup was started
+// with (a root login's keys, say) and share it with its siblings.
+// keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL) makes an anonymous one; a
+// named keyring could be joined by a sibling of the same uid.
+func newSessionKeyring() error {
+	if _, _, e := unix.RawSyscall(unix.SYS_KEYCTL, unix.KEYCTL_JOIN_SESSION_KEYRING, 0, 0); e != 0 {
+		return wrap("new session keyring", e)
+	}
+	return nil
+}
+
 func setgroups(groups []uint32) error {
 	var p unsafe.Pointer
 	if len(groups) > 0 {

@@ -14,11 +14,13 @@ import (
 // The order matters:
 //  1. descriptors: everything but 0-2 and the service's fds is marked
 //     close-on-exec first, so nothing leaks whatever fails;
-//  2. private /tmp and /dev/shm, while still root;
+//  2. private /tmp and /dev/shm, and the cover that refuses user
+//     namespaces, while still root;
 //  3. rlimits, while CAP_SYS_RESOURCE may still be held;
 //  4. Landlock: the rules on the new mounts, no_new_privs, then the
 //     ruleset the supervisor built is enforced on this thread;
-//  5. credentials and capabilities, on this same thread;
+//  5. credentials and capabilities, on this same thread, then a session
+//     keyring of the service's own;
 //  6. working directory as the service's user, so it must be reachable by it;
 //  7. execve.
 //
@@ -44,6 +46,11 @@ func run(sp *Spec) error {
 	if err := privateTmpfs(sp); err != nil {
 		return err
 	}
+	if !sp.UserNS {
+		if err := coverRoot(); err != nil {
+			return err
+		}
+	}
 	if err := setRlimits(sp.Rlimits); err != nil {
 		return err
 	}
@@ -52,6 +59,9 @@ func run(sp *Spec) error {
 		return err
 	}
 	if err := setCreds(sp); err != nil {
+		return err
+	}
+	if err := newSessionKeyring(); err != nil {
 		return err
 	}
 	if err := syscall.Chdir(sp.Cwd); err != nil {

@@ -26,3 +26,19 @@ func privateTmpfs(sp *Spec) error {
 	}
 	return nil
 }
+
+// coverRoot refuses the service user namespaces. The kernel will not
+// create one for a process whose root is not the top of its mount
+// namespace (create_user_ns: current_chrooted), because a user namespace
+// would let it escape a chroot; a recursive bind of / onto itself puts
+// such a cover above the launcher's root, which stays where it was, so
+// the service sees the same files. This is what bubblewrap relied on
+// before --disable-userns; a seccomp filter could not inspect clone3's
+// flags. User namespaces open kernel code that root-owned services
+// never need; a service that does need them says "user_namespaces".
+func coverRoot() error {
+	if err := unix.Mount("/", "/", "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return wrap("cover / (no user namespaces)", err)
+	}
+	return nil
+}

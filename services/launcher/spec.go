@@ -41,6 +41,7 @@ type Spec struct {
 	Caps     []uint // kept as permitted, effective, inheritable, ambient and in the bounding set
 	LastCap  uint   // the highest capability this kernel knows
 	Tmp, Shm int64  // private tmpfs sizes in bytes, 0 = none
+	UserNS   bool   // the service may create user namespaces
 	Rlimits  []Rlimit
 	// Ruleset is the descriptor of the service's Landlock ruleset, -1 for
 	// none; Rules are added to it once /tmp and /dev/shm are mounted.
@@ -82,6 +83,7 @@ func (sp *Spec) fields(c *codec) {
 	num(c, &sp.LastCap)
 	num(c, &sp.Tmp)
 	num(c, &sp.Shm)
+	c.flag(&sp.UserNS)
 	c.count(len(sp.Rlimits), func(n int) { sp.Rlimits = make([]Rlimit, n) })
 	for i := range sp.Rlimits {
 		r := &sp.Rlimits[i]
