@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -22,7 +23,12 @@ import (
 //
 // followed by "duel done <n>" and the process's capability lines.
 func duel(name, peer, dir, hostAbstract string) {
-	must(os.WriteFile(filepath.Join(dir, name+".pid"), []byte(strconv.Itoa(os.Getpid())), 0o644))
+	// Written whole or not at all (a temporary file renamed into place):
+	// a peer that read a file still empty would attack PID 0, its own
+	// process group, and see blocks and escapes that say nothing.
+	pidFile := filepath.Join(dir, name+".pid")
+	must(os.WriteFile(pidFile+".tmp", []byte(strconv.Itoa(os.Getpid())), 0o644))
+	must(os.Rename(pidFile+".tmp", pidFile))
 	must(os.WriteFile("/tmp/"+name+"-secret", []byte("x"), 0o600))
 	must(os.WriteFile("/dev/shm/"+name+"-secret", []byte("x"), 0o600))
 	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM, 0)
@@ -34,7 +40,11 @@ func duel(name, peer, dir, hostAbstract string) {
 	for {
 		b, err := os.ReadFile(filepath.Join(dir, peer+".pid"))
 		if err == nil {
-			pid, _ = strconv.Atoi(string(b))
+			pid, err = strconv.Atoi(string(b))
+			if err != nil || pid <= 0 {
+				fmt.Fprintf(os.Stderr, "duel: bad PID file of %s: %q\n", peer, b)
+				os.Exit(1)
+			}
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -99,13 +109,36 @@ func connectUnix(name string) error {
 	return unix.Connect(fd, &unix.SockaddrUnix{Name: name})
 }
 
+// ptraceSeize attaches to pid and lets it go again, on a thread of its
+// own (ptrace requests must come from the attaching thread). A seized
+// tracee is detached properly: interrupted, waited for, then
+// PTRACE_DETACH, which needs it stopped. Left attached, it would stop
+// for good at the next signal it gets (a Go peer gets SIGURG from its own
+// runtime), and the peer's duel would never end.
 func ptraceSeize(pid int) error {
-	_, _, e := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_SEIZE, uintptr(pid), 0, 0, 0, 0)
-	if e != 0 {
-		return e
-	}
-	unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_DETACH, uintptr(pid), 0, 0, 0, 0)
-	return nil
+	res := make(chan error)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
+		_, _, e := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_SEIZE, uintptr(pid), 0, 0, 0, 0)
+		if e != 0 {
+			res <- e
+			return
+		}
+		res <- nil
+		unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_INTERRUPT, uintptr(pid), 0, 0, 0, 0)
+		var ws unix.WaitStatus
+		if _, err := unix.Wait4(pid, &ws, unix.WALL, nil); err != nil || !ws.Stopped() {
+			return // gone: nothing to detach
+		}
+		// Hand back a signal the tracee was stopped for, not the
+		// interrupt's own trap (SIGTRAP).
+		sig := 0
+		if ws.StopSignal() != unix.SIGTRAP {
+			sig = int(ws.StopSignal())
+		}
+		unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_DETACH, uintptr(pid), 0, uintptr(sig), 0, 0)
+	}()
+	return <-res
 }
 
 func readFile(p string) error {
