@@ -30,6 +30,10 @@ func main() {
 		}
 	case "duel": // duel NAME PEER DIR HOSTABSTRACT: see duel.go
 		duel(os.Args[2], os.Args[3], os.Args[4], os.Args[5])
+	case "forkstorm": // forkstorm N DONEFILE: see forkstorm.go
+		n, err := strconv.Atoi(os.Args[2])
+		check(err)
+		forkstorm(n, os.Args[3])
 	case "fds": // fds: print the open descriptors, then sleep
 		fmt.Println("fds", strings.Join(openFDs(), " "))
 		fmt.Println("env", strings.Join(os.Environ(), " "))
