@@ -5,7 +5,7 @@ export PATH := $(PATH):/usr/local/go/bin
 export CGO_ENABLED := 0
 BIN := bin
 
-.PHONY: all deps build test test-fast bench demo clean
+.PHONY: all deps build test test-hostimage test-fast bench demo clean
 
 all: build
 
@@ -22,8 +22,15 @@ build:
 # figures are printed.
 test: deps
 	go vet ./...
+	go vet -tags hostimage ./e2e/hostimage/
 	go test -count=1 -timeout 40m ./...
 	go test -count=1 -p 1 -run '^$$' -bench . -benchtime 200x ./...
+
+# Only the host-image tier (README: "The host-image tier"): a
+# Spectrum-like host booted under QEMU, the in-guest tests listed.
+test-hostimage: deps
+	go vet -tags hostimage ./e2e/hostimage/
+	go test -count=1 -v -timeout 15m ./e2e/hostimage/
 
 demo: deps build
 	scripts/demo
