@@ -5,7 +5,7 @@ export PATH := $(PATH):/usr/local/go/bin
 export CGO_ENABLED := 0
 BIN := bin
 
-.PHONY: all deps build test test-fast bench fuzz demo clean
+.PHONY: all deps build test test-hostimage test-fast bench fuzz demo clean
 
 all: build
 
@@ -22,6 +22,7 @@ build:
 # figures are printed.
 test: deps
 	go vet ./...
+	go vet -tags hostimage ./e2e/hostimage/
 	go test -count=1 -timeout 40m ./...
 	$(MAKE) fuzz
 	go test -count=1 -p 1 -run '^$$' -bench . -benchtime 200x ./...
@@ -33,6 +34,12 @@ FUZZTIME ?= 30s
 fuzz:
 	go test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./config
 	go test -run '^$$' -fuzz '^FuzzValidate$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./config
+
+# Only the host-image tier (README: "The host-image tier"): a
+# Spectrum-like host booted under QEMU, the in-guest tests listed.
+test-hostimage: deps
+	go vet -tags hostimage ./e2e/hostimage/
+	go test -count=1 -v -timeout 15m ./e2e/hostimage/
 
 demo: deps build
 	scripts/demo

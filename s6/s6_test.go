@@ -124,14 +124,7 @@ func (sc *scanner) add(name string, write func(dir string) error) (string, time.
 	return link, t0
 }
 
-func run(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
+var run = vmtest.MustRun
 
 // svstat returns the s6-svstat -o fields of svc, split.
 func svstat(t *testing.T, svc, fields string) []string {

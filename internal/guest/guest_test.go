@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -462,5 +463,41 @@ func TestModuleRoot(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(root, "scripts", "fetch-guest-kernel")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// SharedObjects finds what the host's loader loads: the same set as
+// ldd (which asks the loader itself) for a dynamically linked s6 program,
+// nothing for the static busybox.
+func TestSharedObjects(t *testing.T) {
+	prog, err := exec.LookPath("s6-svscan")
+	if err != nil {
+		t.Fatalf("s6-svscan not found (install s6): %v", err)
+	}
+	got, err := SharedObjects(prog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("ldd", prog).Output()
+	if err != nil {
+		t.Fatalf("ldd %s: %v", prog, err)
+	}
+	var want []string
+	for _, l := range strings.Split(string(out), "\n") {
+		f := strings.Fields(l)
+		switch {
+		case len(f) == 4 && f[1] == "=>":
+			want = append(want, f[2])
+		case len(f) == 2 && strings.HasPrefix(f[0], "/"):
+			want = append(want, f[0]) // the interpreter
+		}
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if len(want) < 3 || !slices.Equal(got, want) {
+		t.Fatalf("SharedObjects(%s) = %v, ldd says %v", prog, got, want)
+	}
+	if got, err := SharedObjects("/bin/busybox"); err != nil || len(got) != 0 {
+		t.Fatalf("static busybox: %v, %v", got, err)
 	}
 }

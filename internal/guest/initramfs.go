@@ -233,6 +233,12 @@ type InitramfsOptions struct {
 	// Files are extra files by guest path. They replace busybox applet
 	// links of the same name.
 	Files map[string]File
+	// Programs are host programs (absolute paths) copied to the same
+	// paths in the guest together with the dynamic loader and the
+	// libraries they need (SharedObjects), so that dynamically linked
+	// tools such as Debian's s6 run there. Files wins over Programs for a
+	// path both name.
+	Programs []string
 	// Busybox is the static busybox binary to install as /bin/busybox;
 	// default /bin/busybox (Debian's busybox-static). Links for every
 	// applet it lists (busybox --list-full) are created in the archive.
@@ -300,6 +306,10 @@ func BuildInitramfs(out string, opts InitramfsOptions) (err error) {
 		}
 	}
 
+	files, err := withPrograms(opts.Files, opts.Programs)
+	if err != nil {
+		return err
+	}
 	f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return fmt.Errorf("initramfs: %w", err)
@@ -343,8 +353,8 @@ func BuildInitramfs(out string, opts InitramfsOptions) (err error) {
 	if err := a.File("init", 0o755, []byte(opts.Init)); err != nil {
 		return err
 	}
-	extra := make([]string, 0, len(opts.Files))
-	for name := range opts.Files {
+	extra := make([]string, 0, len(files))
+	for name := range files {
 		n, err := cleanName(name)
 		if err != nil {
 			return err
@@ -356,7 +366,7 @@ func BuildInitramfs(out string, opts InitramfsOptions) (err error) {
 	}
 	sort.Strings(extra)
 	for _, name := range extra {
-		ef := opts.Files[name]
+		ef := files[name]
 		if ef.Content != nil || ef.Source == "" {
 			mode := ef.Mode
 			if mode == 0 {
@@ -410,6 +420,34 @@ func BuildInitramfs(out string, opts InitramfsOptions) (err error) {
 		}
 	}
 	return bw.Flush()
+}
+
+// withPrograms returns files plus each program and its shared objects,
+// at their host paths.
+func withPrograms(files map[string]File, programs []string) (map[string]File, error) {
+	all := make(map[string]File, len(files))
+	for name, f := range files {
+		all[name] = f
+	}
+	add := func(p string) {
+		if _, ok := all[p]; !ok {
+			all[p] = File{Source: p}
+		}
+	}
+	for _, p := range programs {
+		if !filepath.IsAbs(p) {
+			return nil, fmt.Errorf("initramfs: program %q: not an absolute path", p)
+		}
+		libs, err := SharedObjects(p)
+		if err != nil {
+			return nil, fmt.Errorf("initramfs: %w", err)
+		}
+		add(p)
+		for _, l := range libs {
+			add(l)
+		}
+	}
+	return all, nil
 }
 
 // uncompressedName maps "x.ko.xz" (or .zst, .gz) to "x.ko".

@@ -108,7 +108,11 @@ func (d *duelist) setup() {
 	// for itself and its children.
 	_, err := unix.AddKey("user", d.keyName(d.name), []byte("secret-"+d.name), unix.KEY_SPEC_SESSION_KEYRING)
 	step("add_key", err)
-	must(os.WriteFile(filepath.Join(d.dir, d.name+".pid"), []byte(strconv.Itoa(os.Getpid())), 0o644))
+	// Written whole or not at all (renamed into place): a peer that read
+	// it still empty would attack PID 0, its own process group.
+	pidFile := filepath.Join(d.dir, d.name+".pid")
+	must(os.WriteFile(pidFile+".tmp", []byte(strconv.Itoa(os.Getpid())), 0o644))
+	must(os.Rename(pidFile+".tmp", pidFile))
 }
 
 func (d *duelist) waitPeerPID() int {
@@ -117,6 +121,9 @@ func (d *duelist) waitPeerPID() int {
 	must(err)
 	pid, err := strconv.Atoi(string(b))
 	must(err)
+	if pid <= 0 {
+		must(fmt.Errorf("bad PID file of %s: %q", d.peer, b))
+	}
 	return pid
 }
 

@@ -51,6 +51,10 @@ func main() {
 		traceme(os.Args[2])
 	case "keyring-exec": // keyring-exec KEYNAME PROG ARGS...: exec PROG in a new session keyring holding KEYNAME
 		keyringExec(os.Args[2], os.Args[3:])
+	case "forkstorm": // forkstorm N DONEFILE: see forkstorm.go
+		n, err := strconv.Atoi(os.Args[2])
+		check(err)
+		forkstorm(n, os.Args[3])
 	case "fds": // fds: print the open descriptors, then sleep
 		fmt.Println("fds", strings.Join(openFDs(), " "))
 		fmt.Println("env", strings.Join(os.Environ(), " "))

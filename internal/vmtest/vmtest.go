@@ -63,16 +63,41 @@ func build() {
 	os.Chmod(buildDir, 0o755)
 }
 
+// BinDirEnv names a directory holding prebuilt vmsup, vmsup-exec and
+// testprog. Where there is no Go toolchain (the host-image tier runs
+// these tests inside a QEMU guest) Bin takes the binaries from there
+// instead of building them.
+const BinDirEnv = "VMSUP_TEST_BIN_DIR"
+
 // Bin returns the path of a freshly built binary: "vmsup", "vmsup-exec"
-// (built next to each other, as installed) or "testprog".
+// (built next to each other, as installed) or "testprog"; with
+// VMSUP_TEST_BIN_DIR set, the prebuilt one in that directory.
 func Bin(t testing.TB, name string) string {
 	t.Helper()
 	RequireRoot(t)
+	if dir := os.Getenv(BinDirEnv); dir != "" {
+		p := filepath.Join(dir, name)
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("%s=%s: %v", BinDirEnv, dir, err)
+		}
+		return p
+	}
 	buildOnce.Do(build)
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
 	return filepath.Join(buildDir, name)
+}
+
+// MustRun runs a command and returns its output (stdout and stderr,
+// trimmed); it fails the test, with that output, unless it exits 0.
+func MustRun(t testing.TB, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return strings.TrimSpace(string(out))
 }
 
 // RequireRoot fails the test, loudly, when not run as root.
