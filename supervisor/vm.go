@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -243,12 +244,18 @@ func (v *vm) reap() {
 			return
 		}
 		if ws.Stopped() || ws.Continued() {
-			// Without WUNTRACED only a tracee reports stops: a service
-			// that made PID 1 its tracer (PTRACE_TRACEME) and stopped.
-			// Nothing would continue it, and it has not exited: kill it,
+			// Without WUNTRACED only a tracee reports stops (any thread
+			// of it, by its thread ID): a process (a service, or one of
+			// its orphans) that made PID 1 its tracer (PTRACE_TRACEME)
+			// and stopped. Nothing would continue it, and it has not
+			// exited: kill it (a thread's ID kills its whole process),
 			// and its exit takes the usual way.
-			if s := v.byPid[pid]; s != nil {
-				logger.Printf("%s: stopped under ptrace with PID 1 as tracer: killing it", s.cfg.Name)
+			if ws.Stopped() {
+				name := fmt.Sprintf("process %d", pid)
+				if s := v.byPid[tgid(pid)]; s != nil {
+					name = s.cfg.Name
+				}
+				logger.Printf("%s: stopped under ptrace with PID 1 as tracer: killing it", name)
 				unix.Kill(pid, unix.SIGKILL)
 			}
 			continue
@@ -707,4 +714,20 @@ func copyLines(name string, r io.Reader) {
 			return
 		}
 	}
+}
+
+// tgid is the process (thread group) of thread tid, tid itself if unknown.
+func tgid(tid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", tid))
+	if err != nil {
+		return tid
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Tgid:"); ok {
+			if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
+				return n
+			}
+		}
+	}
+	return tid
 }

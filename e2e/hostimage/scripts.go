@@ -26,6 +26,7 @@ mount -t cgroup2 -o nosuid,nodev,noexec,nsdelegate cgroup2 /sys/fs/cgroup || fai
 mount -t securityfs -o nosuid,nodev,noexec securityfs /sys/kernel/security || fail "mount securityfs"
 mount -t tmpfs -o nosuid,nodev,mode=0755 tmpfs /run || fail "mount /run"
 mkdir -p /dev/pts /dev/shm /var/tmp && chmod 1777 /var/tmp /tmp || fail "mkdir"
+mount -t tmpfs -o nosuid,nodev,mode=1777 tmpfs /dev/shm || fail "mount /dev/shm"
 for c in $(cat /sys/fs/cgroup/cgroup.controllers); do
 	echo "+$c" >/sys/fs/cgroup/cgroup.subtree_control || fail "enable the $c controller"
 done

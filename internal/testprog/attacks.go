@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -51,6 +52,38 @@ func sendUnix(name string) error {
 // thread, hence the lock; the tracee is stopped and waited for before the
 // detach, because a seized tracee left attached would stop at its next
 // signal (the Go runtime sends itself SIGURG) and wait for us forever.
+// ptraceSeizeShared is ptraceSeize on a process the peer may be tracing
+// at the same moment (PID 1): a process has one tracer at a time, so
+// EPERM while the peer holds it says nothing about a barrier. It waits,
+// boundedly, for that tracer to let go.
+func ptraceSeizeShared(pid int) error {
+	for i := 0; ; i++ {
+		err := ptraceSeize(pid)
+		if err != unix.EPERM || i == 200 || tracerPID(pid) <= 0 {
+			return err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// tracerPID is the TracerPid of pid's status, -1 if unreadable.
+func tracerPID(pid int) int {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return -1
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "TracerPid:"); ok {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil {
+				return -1
+			}
+			return n
+		}
+	}
+	return -1
+}
+
 func ptraceSeize(pid int) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()

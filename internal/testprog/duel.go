@@ -190,7 +190,7 @@ func (d *duelist) attackAll() {
 	d.try("list peer /proc/PID/root/dev/shm", listDir("/proc/"+p+"/root/dev/shm"))
 
 	// PID 1.
-	d.try("ptrace PID 1", ptraceSeize(1))
+	d.try("ptrace PID 1", ptraceSeizeShared(1))
 	d.try("list PID 1 descriptors", listDir("/proc/1/fd"))
 
 	// Namespaces.

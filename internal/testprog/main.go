@@ -47,8 +47,8 @@ func main() {
 		}
 		check(unix.Unmount("/tmp", unix.MNT_DETACH))
 		os.Exit(0)
-	case "traceme": // traceme MARKER: the first time (no MARKER yet), make the parent (PID 1) the tracer and stop
-		traceme(os.Args[2])
+	case "traceme": // traceme MARKER [thread]: the first time (no MARKER yet), make the parent (PID 1) the tracer and stop
+		traceme(os.Args[2], len(os.Args) > 3 && os.Args[3] == "thread")
 	case "keyring-exec": // keyring-exec KEYNAME PROG ARGS...: exec PROG in a new session keyring holding KEYNAME
 		keyringExec(os.Args[2], os.Args[3:])
 	case "forkstorm": // forkstorm N DONEFILE: see forkstorm.go
@@ -92,6 +92,14 @@ func openFDs() []string {
 	return out
 }
 
+// traceme ... thread needs the main goroutine on the process's first
+// thread, which only a lock taken in init guarantees.
+func init() {
+	if len(os.Args) > 3 && os.Args[1] == "traceme" && os.Args[3] == "thread" {
+		runtime.LockOSThread()
+	}
+}
+
 // keyringExec gives prog a session keyring of its own holding a secret
 // key, as a login shell's pam_keyinit would: what a service must not be
 // able to read. The keyring belongs to the thread, so the thread that
@@ -108,16 +116,32 @@ func keyringExec(key string, argv []string) {
 // traceme makes PID 1, this service's parent, its tracer and stops
 // itself: PID 1 then sees a stop, not an exit, in wait4. A second run
 // (MARKER present) just stays.
-func traceme(marker string) {
+//
+// With "thread" it does so from a thread other than the process's first
+// (the main goroutine holds the first, locked in init), which PID 1's
+// wait sees only with __WALL, and stops that thread alone.
+func traceme(marker string, thread bool) {
 	if _, err := os.Stat(marker); err != nil {
 		check(os.WriteFile(marker, nil, 0o644))
-		runtime.LockOSThread()
-		_, _, e := syscall.RawSyscall(syscall.SYS_PTRACE, syscall.PTRACE_TRACEME, 0, 0)
-		if e != 0 {
-			check(e)
+		stop := func() {
+			runtime.LockOSThread()
+			_, _, e := syscall.RawSyscall(syscall.SYS_PTRACE, syscall.PTRACE_TRACEME, 0, 0)
+			if e != 0 {
+				check(e)
+			}
+			tid := syscall.Gettid()
+			fmt.Printf("traced by PID 1 (thread %d of %d), stopping\n", tid, os.Getpid())
+			check(syscall.Tgkill(os.Getpid(), tid, syscall.SIGSTOP))
 		}
-		fmt.Println("traced by PID 1, stopping")
-		check(syscall.Kill(os.Getpid(), syscall.SIGSTOP))
+		if !thread {
+			stop()
+		} else {
+			if syscall.Gettid() != os.Getpid() {
+				check(fmt.Errorf("main goroutine not on the first thread"))
+			}
+			go stop()
+			time.Sleep(time.Hour) // killed by PID 1, or the test fails
+		}
 	}
 	fmt.Println("running untraced")
 	time.Sleep(time.Hour)
