@@ -269,18 +269,30 @@ func (vm *VM) WaitFor(s string, timeout time.Duration) {
 // records its namespaces for AssertClean.
 func (vm *VM) PID1() int {
 	vm.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	pid := vm.FindPID1(10*time.Second, 10*time.Millisecond)
+	if pid == 0 {
+		vm.t.Fatalf("no PID 1 in %s/supervisor", vm.CgroupDir)
+	}
+	return pid
+}
+
+// FindPID1 is PID1 for tests where PID 1 may never appear (vmsup was
+// killed early): it looks every pause until timeout and returns 0 if
+// there is none.
+func (vm *VM) FindPID1(timeout, pause time.Duration) int {
+	deadline := time.Now().Add(timeout)
+	for {
 		pids, _ := cgroup.Procs(filepath.Join(vm.CgroupDir, "supervisor"))
 		if len(pids) == 1 {
 			vm.PidNS = vm.holdNS(pids[0], "pid")
 			vm.MntNS = vm.holdNS(pids[0], "mnt")
 			return pids[0]
 		}
-		time.Sleep(10 * time.Millisecond)
+		if time.Now().After(deadline) {
+			return 0
+		}
+		time.Sleep(pause)
 	}
-	vm.t.Fatalf("no PID 1 in %s/supervisor", vm.CgroupDir)
-	return 0
 }
 
 // holdNS returns the name of a namespace of pid ("pid:[4026532177]") and
@@ -327,6 +339,7 @@ func (vm *VM) Leftovers() []string {
 		if _, err := os.Stat(vm.CgroupDir); err == nil {
 			left = append(left, "cgroup "+vm.CgroupDir)
 		}
+		left = append(left, holders(vm.CgroupDir)...)
 	}
 	if vm.RuntimeDir != "" {
 		if _, err := os.Lstat(vm.RuntimeDir); err == nil {
@@ -336,6 +349,30 @@ func (vm *VM) Leftovers() []string {
 	mi, _ := os.ReadFile("/proc/self/mountinfo")
 	if vm.RuntimeDir != "" && bytes.Contains(mi, []byte(vm.RuntimeDir)) {
 		left = append(left, "mount under "+vm.RuntimeDir)
+	}
+	return left
+}
+
+// holders lists the vmsup processes (either stage) that still hold the
+// VM's cgroup directory open: both stages keep it open, locked, for their
+// whole life. This finds them even when their namespaces were never seen
+// (vmsup killed while starting) or after PID 1 left the VM's cgroup to
+// remove it.
+func holders(dir string) []string {
+	var left []string
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		comm, _ := os.ReadFile(p + "/comm")
+		if c := strings.TrimSpace(string(comm)); c != "vmsup" && c != "vmsup-pid1" {
+			continue
+		}
+		fds, _ := filepath.Glob(p + "/fd/*") // none for a zombie
+		for _, fd := range fds {
+			if l, _ := os.Readlink(fd); l == dir || l == dir+" (deleted)" {
+				left = append(left, fmt.Sprintf("process %s (%s) holding %s", filepath.Base(p), strings.TrimSpace(string(comm)), dir))
+				break
+			}
+		}
 	}
 	return left
 }
