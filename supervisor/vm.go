@@ -559,17 +559,8 @@ func (v *vm) teardown() {
 			}
 		}
 	}
-	if !v.orphaned || v.cgroupDir == "" {
-		return
-	}
-	os.RemoveAll(v.cfg.RuntimeDir)
-	if mnt, err := cgroup.Mount(); err == nil {
-		if err := cgroup.Write(mnt, "cgroup.procs", strconv.Itoa(os.Getpid())); err != nil {
-			logger.Print(err)
-		}
-	}
-	if err := cgroup.Destroy(v.cgroupDir, cleanupTimeout); err != nil {
-		logger.Print(err)
+	if v.orphaned {
+		removeVM(v.cfg, v.cgroupDir)
 	}
 }
 
