@@ -290,7 +290,9 @@ func (m *faultMatrix) once(t *testing.T, role, ph string, i int) result {
 
 	target, inPhase := a.reach()
 	kill := time.Now()
-	if err := unix.PidfdSendSignal(target, unix.SIGKILL, nil, 0); err != nil {
+	if err := unix.PidfdSendSignal(target, unix.SIGKILL, nil, 0); err == unix.ESRCH && ph == phStopping {
+		inPhase = false // it had already stopped (a slow test under load)
+	} else if err != nil {
 		t.Fatalf("kill %s: %v", role, err)
 	}
 	unix.Close(target)
@@ -451,11 +453,22 @@ func (a *attempt) stop() {
 
 // outcome checks what the kill led to; it returns inPhase, corrected by
 // what the output shows.
+//
+// A kill meant for the stopping phase can come after the process has
+// ended on its own when the test runs late (the machine is busy): the
+// VM's end is then the plain stop, status 0, and is counted as a kill
+// outside the phase. The output tells which happened.
 func (a *attempt) outcome(inPhase bool) bool {
 	t, vm := a.t, a.vm
-	want := func(st int) {
+	// missed tells, once vmsup has exited, whether the kill came late.
+	want := func(st int, missed func() bool) {
 		t.Helper()
-		if got := vm.Wait(30 * time.Second); got != st {
+		got := vm.Wait(30 * time.Second)
+		if a.ph == phStopping && got == 0 && missed() {
+			inPhase = false
+			return
+		}
+		if got != st {
 			t.Fatalf("%s/%s: status %d, want %d:\n%s", a.role, a.ph, got, st, vm.Stderr.String())
 		}
 	}
@@ -463,17 +476,17 @@ func (a *attempt) outcome(inPhase bool) bool {
 	case "s6-supervise":
 		a.sup.Wait()
 	case "outer":
-		want(128 + int(syscall.SIGKILL))
+		want(128+int(syscall.SIGKILL), func() bool { return true })
 	case "pid1":
-		want(111)
+		want(111, func() bool { return !strings.Contains(vm.Stderr.String(), "PID 1 was killed") })
 	case "vmm", "helper":
-		want(1)
-		if !killedShows(vm, a.svc()) {
+		want(1, func() bool { return !killedShows(vm, a.svc()) })
+		if inPhase && !killedShows(vm, a.svc()) {
 			t.Fatalf("%s/%s: the kill does not show:\n%s", a.role, a.ph, vm.Stderr.String())
 		}
 	case "helper-restart":
 		if a.ph == phStopping {
-			want(0)
+			want(0, func() bool { return false })
 			if strings.Contains(vm.Stderr.String(), "helper: restarting") {
 				t.Fatalf("restarted while stopping:\n%s", vm.Stderr.String())
 			}
@@ -490,7 +503,7 @@ func (a *attempt) outcome(inPhase bool) bool {
 		}
 		a.stopped = time.Now()
 		a.vm.Signal(syscall.SIGTERM)
-		want(0)
+		want(0, func() bool { return false })
 	}
 	return inPhase
 }
