@@ -38,6 +38,13 @@ func startInner(o Options, raw []byte) (*inner, error) {
 		return nil, err
 	}
 	defer ctlR.Close()
+	self, err := unix.PidfdOpen(os.Getpid(), 0)
+	if err != nil {
+		ctlW.Close()
+		return nil, fmt.Errorf("pidfd_open: %w", err)
+	}
+	outer := os.NewFile(uintptr(self), "vmsup")
+	defer outer.Close()
 	in := &inner{ctl: ctlW, done: make(chan error, 1)}
 	cmd := exec.Command("/proc/self/exe")
 	cmd.Args = []string{"vmsup-pid1"}
@@ -46,7 +53,7 @@ func startInner(o Options, raw []byte) (*inner, error) {
 		cmd.Env = append(cmd.Env, landlock.ABIMaxEnv+"="+v)
 	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stderr, os.Stderr
-	cmd.ExtraFiles = []*os.File{cfgFile, ctlR}
+	cmd.ExtraFiles = []*os.File{cfgFile, ctlR, outer}
 	if o.NotifyFD >= 0 {
 		in.notify = os.NewFile(uintptr(o.NotifyFD), "notify")
 		// Ours alone from now on: not inherited by anything but PID 1.

@@ -53,6 +53,7 @@ func Init() int {
 		return ExitTemp
 	}
 	ctl := os.NewFile(fdControl, "control")
+	outer := os.NewFile(fdOuter, "outer")
 	var notify *os.File
 	if len(os.Args) > 1 && os.Args[1] == "notify" {
 		notify = os.NewFile(fdNotify, "notify")
@@ -62,9 +63,15 @@ func Init() int {
 
 	if !handedOver(ctl) {
 		logger.Print("the outer vmsup died while creating the VM: removing what it created")
+		// Its lock on the VM's cgroup may outlive the control pipe by a
+		// moment (the kernel closes a dying process's files one by
+		// one): wait until it has exited, so the lock tells whether
+		// another vmsup holds the VM.
+		waitExit(outer)
 		removeAbandoned(vmc, cgroupDir)
 		return ExitTemp
 	}
+	outer.Close()
 	// Held until this process exits: see claimCgroup.
 	lock, err := lockDir(cgroupDir, unix.LOCK_SH|unix.LOCK_NB)
 	if err != nil {
@@ -126,6 +133,16 @@ func handedOver(ctl *os.File) bool {
 	b := make([]byte, 1)
 	n, _ := ctl.Read(b)
 	return n == 1 && b[0] == ctlGo
+}
+
+// waitExit waits until the process of a pidfd has exited.
+func waitExit(pidfd *os.File) {
+	fds := []unix.PollFd{{Fd: int32(pidfd.Fd()), Events: unix.POLLIN}}
+	for {
+		if _, err := unix.Poll(fds, -1); err != unix.EINTR {
+			return
+		}
+	}
 }
 
 // removeAbandoned removes the VM's cgroup and runtime directory when the

@@ -77,7 +77,8 @@ const ctlGo = 'G'
 const (
 	fdConfig  = 3
 	fdControl = 4
-	fdNotify  = 5
+	fdOuter   = 5 // a pidfd of the outer stage
+	fdNotify  = 6
 )
 
 // cleanupTimeout bounds waiting for a killed cgroup to empty.
