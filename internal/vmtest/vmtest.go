@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -151,6 +152,7 @@ type VM struct {
 	MntNS      string
 	done       chan struct{}
 	status     int
+	underShell bool
 }
 
 // Options for Start.
@@ -198,7 +200,7 @@ func Start(t testing.TB, c Config, o Options) *VM {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	vm.Cmd = cmd
+	vm.Cmd, vm.underShell = cmd, o.UnderShell
 	go func() {
 		cmd.Wait()
 		vm.status = cmd.ProcessState.ExitCode()
@@ -278,11 +280,16 @@ func (vm *VM) PID1() int {
 
 // FindPID1 is PID1 for tests where PID 1 may never appear (vmsup was
 // killed early): it looks every pause until timeout and returns 0 if
-// there is none.
+// there is none. PID 1 is the outer vmsup's child when the test started
+// vmsup itself (found even before it is moved into the VM's cgroup),
+// else the process in the VM's supervisor cgroup.
 func (vm *VM) FindPID1(timeout, pause time.Duration) int {
 	deadline := time.Now().Add(timeout)
 	for {
 		pids, _ := cgroup.Procs(filepath.Join(vm.CgroupDir, "supervisor"))
+		if vm.Cmd != nil && !vm.underShell {
+			pids = childrenInNewPidNS(vm.Cmd.Process.Pid)
+		}
 		if len(pids) == 1 {
 			vm.PidNS = vm.holdNS(pids[0], "pid")
 			vm.MntNS = vm.holdNS(pids[0], "mnt")
@@ -293,6 +300,25 @@ func (vm *VM) FindPID1(timeout, pause time.Duration) int {
 		}
 		time.Sleep(pause)
 	}
+}
+
+// childrenInNewPidNS lists the child processes of pid (forked by any of
+// its threads) that are in another PID namespace: PID 1, not the short
+// child Go's os package forks once to probe for pidfd support.
+func childrenInNewPidNS(pid int) []int {
+	var out []int
+	own, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid))
+	files, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		for _, w := range strings.Fields(string(b)) {
+			ns, err := os.Readlink("/proc/" + w + "/ns/pid")
+			if c, _ := strconv.Atoi(w); c > 0 && err == nil && ns != own {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
 }
 
 // holdNS returns the name of a namespace of pid ("pid:[4026532177]") and
