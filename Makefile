@@ -5,7 +5,7 @@ export PATH := $(PATH):/usr/local/go/bin
 export CGO_ENABLED := 0
 BIN := bin
 
-.PHONY: all deps build test test-hostimage test-fast bench fuzz demo clean
+.PHONY: all deps build test test-hostimage test-long bench-100 test-fast bench fuzz demo clean
 
 all: build
 
@@ -17,15 +17,32 @@ build:
 	go build -trimpath -o $(BIN)/vmsup ./cmd/vmsup
 	go build -trimpath -o $(BIN)/vmsup-exec ./cmd/vmsup-exec
 
-# Every test, as root, on the real kernel, s6, virtiofsd and QEMU, then
-# the benchmarks one package at a time (they time things) so their
-# figures are printed.
+# Every test, as root, on the real kernel, s6, virtiofsd and QEMU (the
+# fault matrix on its own, verbose, so that its counts of cells and
+# iterations are printed), then the benchmarks one package at a time
+# (they time things) so their figures are printed.
+# BenchmarkVMMExitToExit starts a VM per iteration and BenchmarkManyVMs
+# starts its VMs once, so they get counts of their own.
 test: deps
 	go vet ./...
 	go vet -tags hostimage ./e2e/hostimage/
-	go test -count=1 -timeout 40m ./...
+	go test -count=1 -timeout 40m -skip 'TestFaultMatrix' ./...
+	go test -count=1 -timeout 40m -run 'TestFaultMatrix' -v ./e2e/
 	$(MAKE) fuzz
-	go test -count=1 -p 1 -run '^$$' -bench . -benchtime 200x ./...
+	go test -count=1 -p 1 -run '^$$' -bench . -skip 'BenchmarkVMMExitToExit|BenchmarkManyVMs' -benchtime 200x ./...
+	go test -count=1 -run '^$$' -bench 'BenchmarkVMMExitToExit' -benchtime 30x ./supervisor/
+	go test -count=1 -run '^$$' -bench 'BenchmarkManyVMs' -benchtime 1x ./supervisor/
+
+# The fault matrix with 200 randomised iterations a cell (10 for the
+# cells with a real QEMU), each cell bounded to 5 minutes: about 16
+# minutes here (4840 iterations).
+test-long: deps
+	VMSUP_FAULT_ITER=200 VMSUP_FAULT_QEMU_ITER=10 VMSUP_FAULT_BUDGET=5m \
+		go test -count=1 -timeout 150m -run 'TestFaultMatrix' -v ./e2e/
+
+# 100 VMs with 3 services each, started and stopped together.
+bench-100: deps
+	VMSUP_BENCH_VMS=100 go test -count=1 -timeout 30m -run '^$$' -bench 'BenchmarkManyVMs' -benchtime 1x ./supervisor/
 
 # Each fuzz target of the config parser for FUZZTIME (plain `go test`
 # runs only their seed corpus). A failing input is written to

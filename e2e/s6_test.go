@@ -29,11 +29,6 @@ type scanDir struct {
 // `vmsup s6-servicedir` does) and starts s6-svscan on it.
 func underS6(t *testing.T, c vmtest.Config) *scanDir {
 	t.Helper()
-	cfgPath := c.Write(t)
-	vmc, errs := config.Load(cfgPath)
-	if len(errs) > 0 {
-		t.Fatal(errs[0])
-	}
 	base, err := os.MkdirTemp("/run", "vmsup-e2e-s6-")
 	if err != nil {
 		t.Fatal(err)
@@ -41,10 +36,8 @@ func underS6(t *testing.T, c vmtest.Config) *scanDir {
 	s := &scanDir{t: t, dir: filepath.Join(base, "scan"), log: &vmtest.Buffer{}}
 	os.Mkdir(s.dir, 0o755)
 	staging := filepath.Join(base, "svc")
-	if err := s6.WriteServiceDir(staging, cfgPath, vmtest.Bin(t, "vmsup"), vmc); err != nil {
-		t.Fatal(err)
-	}
-	s.svc = filepath.Join(s.dir, vmc.Name)
+	writeServiceDir(t, c, staging)
+	s.svc = filepath.Join(s.dir, c["name"].(string))
 	if err := os.Rename(staging, s.svc); err != nil {
 		t.Fatal(err)
 	}
@@ -76,6 +69,20 @@ func underS6(t *testing.T, c vmtest.Config) *scanDir {
 		}
 	})
 	return s
+}
+
+// writeServiceDir writes c, and at dir the s6 service directory that
+// runs vmsup on it (what `vmsup s6-servicedir` writes).
+func writeServiceDir(t *testing.T, c vmtest.Config, dir string) {
+	t.Helper()
+	cfgPath := c.Write(t)
+	vmc, errs := config.Load(cfgPath)
+	if len(errs) > 0 {
+		t.Fatal(errs[0])
+	}
+	if err := s6.WriteServiceDir(dir, cfgPath, vmtest.Bin(t, "vmsup"), vmc); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func (s *scanDir) run(args ...string) string {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"vmsup/cgroup"
 	"vmsup/internal/vmtest"
 )
 
@@ -111,3 +112,45 @@ func TestStaleStateCleaned(t *testing.T) {
 	}
 	vm.AssertClean(time.Second)
 }
+
+// A VMM crash is a failure (1) even when the VM was already stopping
+// because a helper ended cleanly first: virtiofsd exits 0 as soon as its
+// VMM's connection closes, and vmsup may see that before the VMM's own
+// end (PID 1 reaps whichever wait4 returns first). Here the VMM closes
+// the connection, the helper's exit 0 stops the VM, then the VMM dies of
+// a SIGKILL vmsup did not send.
+func TestVMMCrashAfterHelperEnd(t *testing.T) {
+	prog := vmtest.Bin(t, "testprog")
+	sock := filepath.Join(vmtest.RunDir(), "crash-order", "fs.sock")
+	c := vmtest.NewConfig(t, "crash-order",
+		map[string]any{"name": "fsd", "argv": []string{prog, "serve", "3"},
+			"sockets": []map[string]any{{"path": sock, "fd": 3, "mode": "0666"}}},
+		map[string]any{"name": "vmm", "argv": []string{prog, "dial", sock},
+			"after": []string{"fsd"}, "vmm": map[string]any{"signal": "SIGTERM"}})
+	vm := vmtest.Start(t, c, vmtest.Options{})
+	vm.PID1()
+	vm.WaitFor("vmm: connected", 10*time.Second)
+	vmm := procsOf(t, vm, "vmm")
+	syscall.Kill(vmm, syscall.SIGUSR1)
+	vm.WaitFor("fsd: exited with status 0", 10*time.Second)
+	vm.WaitFor("vmm: powering off", 10*time.Second)
+	syscall.Kill(vmm, syscall.SIGKILL)
+	if st := vm.Wait(10 * time.Second); st != 1 {
+		t.Fatalf("status %d, want 1:\n%s", st, vm.Stderr.String())
+	}
+	if !strings.Contains(vm.Stderr.String(), "vmm: killed by SIGKILL") {
+		t.Fatalf("the crash is not reported:\n%s", vm.Stderr.String())
+	}
+	vm.AssertClean(time.Second)
+}
+
+// procsOf returns the one process of a service.
+func procsOf(t *testing.T, vm *vmtest.VM, svc string) int {
+	t.Helper()
+	pids, err := cgroup.Procs(filepath.Join(vm.CgroupDir, "svc."+svc))
+	if err != nil || len(pids) != 1 {
+		t.Fatalf("%s: processes %v %v", svc, pids, err)
+	}
+	return pids[0]
+}
+

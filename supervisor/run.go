@@ -8,8 +8,12 @@
 //	         ├─ service    one per config entry, each in its own cgroup,
 //	         └─ ...        mount namespace and Landlock domain
 //
-// The outer stage validates, checks the host, claims the VM's cgroup and
-// runtime directory, starts the inner stage and waits. It forwards stop
+// The outer stage validates and checks the host, starts the inner stage,
+// claims the VM's cgroup and runtime directory, moves the inner stage
+// into the VM's cgroup, hands the VM over to it and waits. The inner
+// stage is started before anything is created so that a SIGKILL of the
+// outer stage at any moment leaves it there to remove what was created
+// (until the hand-over it waits and does nothing else). It forwards stop
 // requests as bytes on a pipe (the control pipe), not as signals: bytes
 // wait in the pipe until the inner stage reads them, whereas a signal sent
 // before PID 1 installs its handlers would be dropped by the kernel.
@@ -30,7 +34,6 @@ import (
 	"io"
 	"log"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -65,11 +68,16 @@ type Options struct {
 // second one makes the stop forceful.
 const ctlStop = 'T'
 
+// ctlGo on the control pipe, always its first byte, hands the VM over
+// to PID 1: its cgroup and runtime directory exist and PID 1 is in the
+// supervisor's leaf.
+const ctlGo = 'G'
+
 // Descriptors the inner stage receives.
 const (
 	fdConfig  = 3
 	fdControl = 4
-	fdLock    = 5 // the VM's locked cgroup directory, held until exit
+	fdOuter   = 5 // a pidfd of the outer stage
 	fdNotify  = 6
 )
 
@@ -99,18 +107,32 @@ func Run(o Options) int {
 		logger.Print(err)
 		return status
 	}
-	cg, err := claimCgroup(pf.cgroup, neededControllers(vm))
+	// PID 1 comes first, before anything is created: from the first
+	// thing created on, a SIGKILL of this process leaves PID 1 to remove
+	// it (see handOver).
+	in, err := startInner(o, raw)
 	if err != nil {
 		logger.Print(err)
 		return ExitTemp
 	}
-	defer cg.lock.Close()
-	if err := makeRuntimeDir(vm); err != nil {
+	defer in.close()
+	cg, err := claimCgroup(pf.cgroup, neededControllers(vm))
+	if err != nil {
 		logger.Print(err)
+		in.abort()
+		return ExitTemp
+	}
+	defer cg.lock.Close()
+	if err := makeRuntimeDir(vm); err == nil {
+		err = in.handOver(cg)
+	}
+	if err != nil {
+		logger.Print(err)
+		in.abort()
 		destroyVM(vm, cg)
 		return ExitTemp
 	}
-	status = runInner(o, raw, cg, stops)
+	status = in.wait(stops)
 	if err := destroyVM(vm, cg); err != nil {
 		logger.Print(err)
 		if status == ExitGraceful {
@@ -210,15 +232,25 @@ func preflight(vm *config.VM) (*preflighted, int, error) {
 		}
 	}
 
-	pf.cgroup = vm.Cgroup
-	if pf.cgroup == "" {
-		mnt, err := cgroup.Mount()
-		if err != nil {
-			return nil, ExitTemp, fmt.Errorf("cgroup: %w", err)
-		}
-		pf.cgroup = filepath.Join(mnt, "vmsup", vm.Name)
+	dir, err := vmCgroupDir(vm)
+	if err != nil {
+		return nil, ExitTemp, err
 	}
+	pf.cgroup = dir
 	return pf, 0, nil
+}
+
+// vmCgroupDir is the VM's cgroup: as configured, or
+// <cgroup2 mount>/vmsup/<name>.
+func vmCgroupDir(vm *config.VM) (string, error) {
+	if vm.Cgroup != "" {
+		return vm.Cgroup, nil
+	}
+	mnt, err := cgroup.Mount()
+	if err != nil {
+		return "", fmt.Errorf("cgroup: %w", err)
+	}
+	return filepath.Join(mnt, "vmsup", vm.Name), nil
 }
 
 // neededControllers lists the cgroup controllers the limits use.
@@ -252,10 +284,11 @@ type vmCgroup struct {
 	lock *os.File // the VM's cgroup directory, flock'ed: see claimCgroup
 }
 
-// claimCgroup creates the VM's cgroup and locks it (flock on the
-// directory) for as long as either stage lives: PID 1 inherits the open
-// file, and the kernel drops the lock only when both are gone. That lock
-// is what makes one VM name run once; a cgroup that exists but is not
+// claimCgroup creates the VM's cgroup and locks it (a shared flock on
+// the directory) for as long as either stage lives: each stage holds a
+// shared lock of its own (PID 1 takes its own once the VM is handed
+// over), so the directory is locked until both are gone. That lock is
+// what makes one VM name run once; a cgroup that exists but is not
 // locked is what a crash of both stages left, and is removed first.
 // Claims serialise on a lock of the parent directory, so no other vmsup
 // can remove or recreate the directory between the check and the lock.
@@ -285,7 +318,7 @@ func claimCgroup(dir string, controllers []string) (*vmCgroup, error) {
 	if err := cgroup.Mkdir(dir); err != nil {
 		return nil, err
 	}
-	lock, err := lockDir(dir, unix.LOCK_EX|unix.LOCK_NB)
+	lock, err := lockDir(dir, unix.LOCK_SH|unix.LOCK_NB)
 	if err != nil {
 		unix.Rmdir(dir)
 		return nil, fmt.Errorf("cgroup: lock %s: %w", dir, err)
@@ -402,71 +435,6 @@ func destroyVM(vm *config.VM, cg *vmCgroup) error {
 		errs = append(errs, fmt.Errorf("runtime dir: %w", err))
 	}
 	return errors.Join(errs...)
-}
-
-// runInner starts the inner stage as PID 1 of a new PID and mount
-// namespace, born in the supervisor's leaf cgroup, and waits for it while
-// forwarding stop requests. It returns the VM's exit status.
-func runInner(o Options, raw []byte, cg *vmCgroup, stops <-chan os.Signal) int {
-	cfgFile, err := memfile("vmsup-config", raw)
-	if err != nil {
-		logger.Print(err)
-		return ExitTemp
-	}
-	defer cfgFile.Close()
-	ctlR, ctlW, err := os.Pipe()
-	if err != nil {
-		logger.Print(err)
-		return ExitTemp
-	}
-	defer ctlW.Close()
-	leaf, err := os.Open(cg.leaf)
-	if err != nil {
-		ctlR.Close()
-		logger.Print(err)
-		return ExitTemp
-	}
-	defer leaf.Close()
-
-	cmd := exec.Command("/proc/self/exe")
-	cmd.Args = []string{"vmsup-pid1"}
-	cmd.Env = []string{"PATH=" + services.DefaultPath}
-	if v := os.Getenv(landlock.ABIMaxEnv); v != "" {
-		cmd.Env = append(cmd.Env, landlock.ABIMaxEnv+"="+v)
-	}
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stderr, os.Stderr
-	cmd.ExtraFiles = []*os.File{cfgFile, ctlR, cg.lock}
-	if o.NotifyFD >= 0 {
-		notify := os.NewFile(uintptr(o.NotifyFD), "notify")
-		// Ours alone from now on: not inherited by anything but PID 1.
-		unix.CloseOnExec(o.NotifyFD)
-		defer notify.Close()
-		cmd.ExtraFiles = append(cmd.ExtraFiles, notify)
-		cmd.Args = append(cmd.Args, "notify")
-	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags:  unix.CLONE_NEWPID | unix.CLONE_NEWNS,
-		UseCgroupFD: true,
-		CgroupFD:    int(leaf.Fd()),
-	}
-	err = cmd.Start()
-	ctlR.Close()
-	if err != nil {
-		logger.Printf("start PID 1: %v", err)
-		return ExitTemp
-	}
-
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	for {
-		select {
-		case sig := <-stops:
-			logger.Printf("%s: stopping", unix.SignalName(sig.(syscall.Signal)))
-			ctlW.Write([]byte{ctlStop})
-		case err := <-done:
-			return innerStatus(cmd.ProcessState, err)
-		}
-	}
 }
 
 func innerStatus(ps *os.ProcessState, err error) int {

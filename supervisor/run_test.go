@@ -9,6 +9,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"vmsup/internal/vmtest"
 )
@@ -151,6 +154,27 @@ func TestAbruptDeath(t *testing.T) {
 		vm.Wait(5 * time.Second)
 		vm.AssertClean(time.Second)
 	})
+	// The outer stage killed the moment it has created something (the
+	// VM's cgroup, then its runtime directory): PID 1 must already be
+	// there to remove it.
+	for _, what := range []string{"cgroup", "runtime-dir"} {
+		t.Run("sigkill-outer-at-"+what, func(t *testing.T) {
+			c := vmtest.NewConfig(t, "kill-at-"+what, sh("a", "exec sleep 100"))
+			dir := vmtest.CgroupParent(t)
+			if what == "runtime-dir" {
+				dir = vmtest.RunDir()
+			}
+			os.MkdirAll(dir, 0o755)
+			in := watchCreate(t, dir)
+			vm := vmtest.Start(t, c, vmtest.Options{})
+			waitCreated(t, in, c["name"].(string))
+			vm.Signal(syscall.SIGKILL)
+			vm.Wait(5 * time.Second)
+			vm.AssertClean(time.Second)
+			// Almost always: the kill comes before the hand-over.
+			t.Logf("PID 1 removed what the outer stage created: %v", strings.Contains(vm.Stderr.String(), "the outer vmsup died while creating the VM"))
+		})
+	}
 	t.Run("sigkill-pid1", func(t *testing.T) {
 		vm, pid1 := start(t, "kill-pid1")
 		syscall.Kill(pid1, syscall.SIGKILL)
@@ -200,4 +224,41 @@ func TestAbruptDeath(t *testing.T) {
 		vm.Wait(5 * time.Second)
 		vm.AssertClean(time.Second)
 	})
+}
+
+// watchCreate returns an inotify descriptor watching dir for new entries.
+func watchCreate(t *testing.T, dir string) int {
+	in, err := unix.InotifyInit1(unix.IN_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(in) })
+	if _, err := unix.InotifyAddWatch(in, dir, unix.IN_CREATE); err != nil {
+		t.Fatal(err)
+	}
+	return in
+}
+
+// waitCreated returns as soon as an entry called name was created.
+func waitCreated(t *testing.T, in int, name string) {
+	buf := make([]byte, 4096)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		fds := []unix.PollFd{{Fd: int32(in), Events: unix.POLLIN}}
+		if n, _ := unix.Poll(fds, int(time.Until(deadline).Milliseconds())+1); n == 0 {
+			t.Fatalf("%s was not created within 10 s", name)
+		}
+		n, err := unix.Read(in, buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for off := 0; off+unix.SizeofInotifyEvent <= n; {
+			ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
+			got := strings.TrimRight(string(buf[off+unix.SizeofInotifyEvent:off+unix.SizeofInotifyEvent+int(ev.Len)]), "\x00")
+			if got == name {
+				return
+			}
+			off += unix.SizeofInotifyEvent + int(ev.Len)
+		}
+	}
 }

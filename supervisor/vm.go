@@ -56,7 +56,11 @@ import (
 // on_exit is shutdown ends with a non-zero status or a signal (exit 0 is
 // a clean end: the guest powered off, or a helper saw its VMM go), when a
 // restart service dumps core, when a service cannot be launched, or when
-// anything had to be killed.
+// anything had to be killed. While stopping, a shutdown service ends
+// cleanly with exit 0, or, once vmsup has sent it a signal (stop_signal,
+// the VMM's power-off signal), with any status or by that signal; any
+// other end fails the VM: a VMM that crashes just after its helper
+// exited 0 (which stopped the VM) is still a crash.
 
 type phase int
 
@@ -110,6 +114,7 @@ type service struct {
 	cancel    context.CancelFunc
 	startedAt time.Time
 	restarts  int
+	sent      uint64 // signals vmsup sent this launch: bit n for signal n
 
 	files    map[int]*os.File // sockets and devices by service fd
 	notifyR  *os.File         // read end of ready.notify_fd for this launch
@@ -306,7 +311,7 @@ func (v *vm) depsReady(s *service) bool {
 
 func (v *vm) start(s *service) {
 	s.gen++
-	s.launchErr, s.exitSeen = nil, nil
+	s.launchErr, s.exitSeen, s.sent = nil, nil, 0
 	files := s.files
 	if fd := s.cfg.Ready.NotifyFD; fd != 0 {
 		r, w, err := os.Pipe()
@@ -421,6 +426,10 @@ func (v *vm) exited(s *service, ws unix.WaitStatus) {
 
 	if v.phase != running {
 		s.state = gone
+		if v.phase == stopping && s.cfg.OnExit == config.OnExitShutdown && !s.stoppedCleanly(ws) {
+			logger.Printf("%s: did not stop as asked: the VM failed", s.cfg.Name)
+			v.failed = true
+		}
 		if s == v.vmm && v.phase == stopping {
 			v.signalOthers()
 		}
@@ -452,6 +461,17 @@ func (v *vm) exited(s *service, ws unix.WaitStatus) {
 		}
 		v.stop()
 	}
+}
+
+// stoppedCleanly: see "Exit status" above.
+func (s *service) stoppedCleanly(ws unix.WaitStatus) bool {
+	switch {
+	case ws.Exited():
+		return ws.ExitStatus() == 0 || s.sent != 0
+	case ws.Signaled() && !ws.CoreDump():
+		return s.sent&(1<<uint(ws.Signal())) != 0
+	}
+	return false
 }
 
 // scheduleRestart restarts s after a back-off: 100 ms doubling up to 30 s;
@@ -502,6 +522,9 @@ func (v *vm) stop() {
 		}
 		logger.Printf("%s: asking the guest to power off", s.cfg.Name)
 		pid, how := s.pid, *s.cfg.VMM
+		if how.QMP == "" && how.CloudHypervisor == "" {
+			s.sent |= 1 << uint(how.Signal)
+		}
 		go func() { v.send(event{kind: evPoweroff, err: powerOff(how, pid, d)}) }()
 		return
 	}
@@ -518,6 +541,7 @@ func (v *vm) signalOthers() {
 }
 
 func (v *vm) signal(s *service, sig syscall.Signal) {
+	s.sent |= 1 << uint(sig)
 	if err := unix.Kill(s.pid, sig); err != nil && err != unix.ESRCH {
 		logger.Printf("%s: kill %s: %v", s.cfg.Name, unix.SignalName(sig), err)
 	}
@@ -578,17 +602,8 @@ func (v *vm) teardown() {
 			}
 		}
 	}
-	if !v.orphaned || v.cgroupDir == "" {
-		return
-	}
-	os.RemoveAll(v.cfg.RuntimeDir)
-	if mnt, err := cgroup.Mount(); err == nil {
-		if err := cgroup.Write(mnt, "cgroup.procs", strconv.Itoa(os.Getpid())); err != nil {
-			logger.Print(err)
-		}
-	}
-	if err := cgroup.Destroy(v.cgroupDir, cleanupTimeout); err != nil {
-		logger.Print(err)
+	if v.orphaned {
+		removeVM(v.cfg, v.cgroupDir)
 	}
 }
 

@@ -55,6 +55,12 @@ func main() {
 		n, err := strconv.Atoi(os.Args[2])
 		check(err)
 		forkstorm(n, os.Args[3])
+	case "serve": // serve FD: see peer.go
+		serve(os.Args[2])
+	case "dial": // dial PATH: see peer.go
+		dial(os.Args[2])
+	case "linger": // linger DELAY: see linger.go
+		linger(dur(os.Args[2]), os.Args[3:])
 	case "fds": // fds: print the open descriptors, then sleep
 		fmt.Println("fds", strings.Join(openFDs(), " "))
 		fmt.Println("env", strings.Join(os.Environ(), " "))

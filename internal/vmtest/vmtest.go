@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -176,6 +177,7 @@ type VM struct {
 	MntNS      string
 	done       chan struct{}
 	status     int
+	underShell bool
 }
 
 // Options for Start.
@@ -234,7 +236,7 @@ func Start(t testing.TB, c Config, o Options) *VM {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	vm.Cmd = cmd
+	vm.Cmd, vm.underShell = cmd, o.UnderShell
 	go func() {
 		cmd.Wait()
 		vm.status = cmd.ProcessState.ExitCode()
@@ -305,18 +307,54 @@ func (vm *VM) WaitFor(s string, timeout time.Duration) {
 // records its namespaces for AssertClean.
 func (vm *VM) PID1() int {
 	vm.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	pid := vm.FindPID1(10*time.Second, 10*time.Millisecond)
+	if pid == 0 {
+		vm.t.Fatalf("no PID 1 in %s/supervisor", vm.CgroupDir)
+	}
+	return pid
+}
+
+// FindPID1 is PID1 for tests where PID 1 may never appear (vmsup was
+// killed early): it looks every pause until timeout and returns 0 if
+// there is none. PID 1 is the outer vmsup's child when the test started
+// vmsup itself (found even before it is moved into the VM's cgroup),
+// else the process in the VM's supervisor cgroup.
+func (vm *VM) FindPID1(timeout, pause time.Duration) int {
+	deadline := time.Now().Add(timeout)
+	for {
 		pids, _ := cgroup.Procs(filepath.Join(vm.CgroupDir, "supervisor"))
+		if vm.Cmd != nil && !vm.underShell {
+			pids = childrenInNewPidNS(vm.Cmd.Process.Pid)
+		}
 		if len(pids) == 1 {
 			vm.PidNS = vm.holdNS(pids[0], "pid")
 			vm.MntNS = vm.holdNS(pids[0], "mnt")
 			return pids[0]
 		}
-		time.Sleep(10 * time.Millisecond)
+		if time.Now().After(deadline) {
+			return 0
+		}
+		time.Sleep(pause)
 	}
-	vm.t.Fatalf("no PID 1 in %s/supervisor", vm.CgroupDir)
-	return 0
+}
+
+// childrenInNewPidNS lists the child processes of pid (forked by any of
+// its threads) that are in another PID namespace: PID 1, not the short
+// child Go's os package forks once to probe for pidfd support.
+func childrenInNewPidNS(pid int) []int {
+	var out []int
+	own, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid))
+	files, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		for _, w := range strings.Fields(string(b)) {
+			ns, err := os.Readlink("/proc/" + w + "/ns/pid")
+			if c, _ := strconv.Atoi(w); c > 0 && err == nil && ns != own {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
 }
 
 // holdNS returns the name of a namespace of pid ("pid:[4026532177]") and
@@ -363,6 +401,7 @@ func (vm *VM) Leftovers() []string {
 		if _, err := os.Stat(vm.CgroupDir); err == nil {
 			left = append(left, "cgroup "+vm.CgroupDir)
 		}
+		left = append(left, holders(vm.CgroupDir)...)
 	}
 	if vm.RuntimeDir != "" {
 		if _, err := os.Lstat(vm.RuntimeDir); err == nil {
@@ -372,6 +411,30 @@ func (vm *VM) Leftovers() []string {
 	mi, _ := os.ReadFile("/proc/self/mountinfo")
 	if vm.RuntimeDir != "" && bytes.Contains(mi, []byte(vm.RuntimeDir)) {
 		left = append(left, "mount under "+vm.RuntimeDir)
+	}
+	return left
+}
+
+// holders lists the vmsup processes (either stage) that still hold the
+// VM's cgroup directory open: both stages keep it open, locked, for their
+// whole life. This finds them even when their namespaces were never seen
+// (vmsup killed while starting) or after PID 1 left the VM's cgroup to
+// remove it.
+func holders(dir string) []string {
+	var left []string
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		comm, _ := os.ReadFile(p + "/comm")
+		if c := strings.TrimSpace(string(comm)); c != "vmsup" && c != "vmsup-pid1" {
+			continue
+		}
+		fds, _ := filepath.Glob(p + "/fd/*") // none for a zombie
+		for _, fd := range fds {
+			if l, _ := os.Readlink(fd); l == dir || l == dir+" (deleted)" {
+				left = append(left, fmt.Sprintf("process %s (%s) holding %s", filepath.Base(p), strings.TrimSpace(string(comm)), dir))
+				break
+			}
+		}
 	}
 	return left
 }
