@@ -123,7 +123,8 @@ func Run(o Options) int {
 		return ExitTemp
 	}
 	defer cg.lock.Close()
-	if err := makeRuntimeDir(vm); err == nil {
+	err = makeRuntimeDir(vm)
+	if err == nil {
 		err = in.handOver(cg)
 	}
 	if err != nil {
