@@ -153,4 +153,3 @@ func procsOf(t *testing.T, vm *vmtest.VM, svc string) int {
 	}
 	return pids[0]
 }
-
