@@ -19,6 +19,8 @@ import (
 
 	ll "github.com/landlock-lsm/go-landlock/landlock"
 	llsys "github.com/landlock-lsm/go-landlock/landlock/syscall"
+
+	"vmsup/landlock/pathrule"
 )
 
 // ScopeABI is the first Landlock ABI that scopes signals and abstract
@@ -59,23 +61,11 @@ const (
 		llsys.AccessFSMakeChar | llsys.AccessFSMakeDir | llsys.AccessFSMakeReg | llsys.AccessFSMakeSock |
 		llsys.AccessFSMakeFifo | llsys.AccessFSMakeBlock | llsys.AccessFSMakeSym | llsys.AccessFSRefer |
 		llsys.AccessFSTruncate | llsys.AccessFSIoctlDev
-	fileRights = llsys.AccessFSExecute | llsys.AccessFSWriteFile | llsys.AccessFSReadFile |
-		llsys.AccessFSTruncate | llsys.AccessFSIoctlDev
 )
 
 // versions are go-landlock's presets for each ABI: what a kernel of
 // that ABI can handle. The index is the ABI.
 var versions = []ll.Config{{}, ll.V1, ll.V2, ll.V3, ll.V4, ll.V5, ll.V6, ll.V7}
-
-// Rule grants access (a set of LANDLOCK_ACCESS_FS_* bits) beneath Path.
-type Rule struct {
-	Path   string
-	Access uint64
-}
-
-// FileAccess are the rights a rule on a file (not a directory) may
-// carry: the kernel rejects directory rights such as make_reg on one.
-const FileAccess = uint64(fileRights)
 
 // Ruleset builds the Landlock ruleset of one service and returns its
 // descriptor (close-on-exec), or -1 when abi leaves nothing to enforce.
@@ -89,7 +79,7 @@ const FileAccess = uint64(fileRights)
 // and /dev/shm, mounted later by the launcher) are returned instead of
 // added: Landlock ties a rule to an inode and ignores the directory a
 // mount covers, so those rules must be added once the mount exists.
-func Ruleset(abi int, paths *Paths, mounts []string) (fd int, later []Rule, err error) {
+func Ruleset(abi int, paths *Paths, mounts []string) (fd int, later []pathrule.Rule, err error) {
 	if abi <= 0 {
 		return -1, nil, nil
 	}
@@ -116,23 +106,23 @@ func Ruleset(abi int, paths *Paths, mounts []string) (fd int, later []Rule, err 
 			later = append(later, r)
 			continue
 		}
-		if err := AddRule(fd, r); err != nil {
+		if err := pathrule.Add(fd, r); err != nil {
 			unix.Close(fd)
-			return -1, nil, err
+			return -1, nil, fmt.Errorf("landlock: rule on %s: %w", r.Path, err)
 		}
 	}
 	return fd, later, nil
 }
 
 // rules lists the grants of p, limited to the handled rights.
-func (p *Paths) rules(handled uint64) []Rule {
-	var rules []Rule
+func (p *Paths) rules(handled uint64) []pathrule.Rule {
+	var rules []pathrule.Rule
 	for _, l := range []struct {
 		access uint64
 		paths  []string
 	}{{readRights, p.Read}, {writeRights, p.Write}, {execRights, p.Execute}} {
 		for _, path := range l.paths {
-			rules = append(rules, Rule{Path: path, Access: l.access & handled})
+			rules = append(rules, pathrule.Rule{Path: path, Access: l.access & handled})
 		}
 	}
 	return rules
@@ -145,31 +135,6 @@ func below(path string, mounts []string) bool {
 		}
 	}
 	return false
-}
-
-// AddRule adds r to the ruleset fd. A path that does not exist is an
-// error: the config promised it.
-func AddRule(fd int, r Rule) error {
-	pfd, err := unix.Open(r.Path, unix.O_PATH|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("landlock: %s: %w", r.Path, err)
-	}
-	defer unix.Close(pfd)
-	var st unix.Stat_t
-	if err := unix.Fstat(pfd, &st); err != nil {
-		return fmt.Errorf("landlock: %s: %w", r.Path, err)
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
-		r.Access &= FileAccess
-	}
-	if r.Access == 0 {
-		return nil
-	}
-	attr := llsys.PathBeneathAttr{AllowedAccess: r.Access, ParentFd: pfd}
-	if err := llsys.LandlockAddPathBeneathRule(fd, &attr, 0); err != nil {
-		return fmt.Errorf("landlock: rule on %s: %w", r.Path, err)
-	}
-	return nil
 }
 
 // Missing describes what a kernel with this ABI cannot enforce, for the

@@ -11,6 +11,7 @@ import (
 
 	"vmsup/config"
 	"vmsup/landlock"
+	"vmsup/landlock/pathrule"
 	"vmsup/services/launcher"
 )
 
@@ -118,7 +119,7 @@ func NewSpec(s *config.Service, path string, abi int, extraGroup *uint32, umask 
 // ruleset builds the Landlock ruleset of one launch (-1: none) and the
 // rules the launcher adds once it has mounted the private /tmp and
 // /dev/shm.
-func (sp *Spec) ruleset() (int, []launcher.Rule, error) {
+func (sp *Spec) ruleset() (int, []pathrule.Rule, error) {
 	var mounts []string
 	if sp.Tmp > 0 {
 		mounts = append(mounts, "/tmp")
@@ -126,15 +127,7 @@ func (sp *Spec) ruleset() (int, []launcher.Rule, error) {
 	if sp.Shm > 0 {
 		mounts = append(mounts, "/dev/shm")
 	}
-	fd, later, err := landlock.Ruleset(sp.abi, sp.paths, mounts)
-	if err != nil {
-		return -1, nil, err
-	}
-	var rules []launcher.Rule
-	for _, r := range later {
-		rules = append(rules, launcher.Rule{Path: r.Path, Access: r.Access, FileMask: landlock.FileAccess})
-	}
-	return fd, rules, nil
+	return landlock.Ruleset(sp.abi, sp.paths, mounts)
 }
 
 // lastCap is the highest capability number this kernel knows.

@@ -73,7 +73,7 @@ func run(sp *Spec) error {
 	}
 	err := syscall.Exec(sp.Path, sp.Argv, env)
 	if err == syscall.EACCES && sp.HasPaths {
-		return wrap("exec "+sp.Path, err, " (do landlock_paths.execute and read cover it?)")
+		return &failure{what: "exec " + sp.Path, cause: err, hint: " (do landlock_paths.execute and read cover it?)"}
 	}
 	return wrap("exec "+sp.Path, err)
 }
@@ -88,10 +88,4 @@ type failure struct {
 func (f *failure) Error() string { return f.what + ": " + f.cause.Error() + f.hint }
 func (f *failure) Unwrap() error { return f.cause }
 
-func wrap(what string, cause error, hint ...string) error {
-	f := &failure{what: what, cause: cause}
-	if len(hint) > 0 {
-		f.hint = hint[0]
-	}
-	return f
-}
+func wrap(what string, cause error) error { return &failure{what: what, cause: cause} }

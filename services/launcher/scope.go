@@ -1,10 +1,10 @@
 package launcher
 
 import (
-	"syscall"
-
 	llsys "github.com/landlock-lsm/go-landlock/landlock/syscall"
 	"golang.org/x/sys/unix"
+
+	"vmsup/landlock/pathrule"
 )
 
 // restrict enforces the service's Landlock ruleset on this thread (and
@@ -21,7 +21,7 @@ func restrict(sp *Spec) error {
 		return nil
 	}
 	for _, r := range sp.Rules {
-		if err := addRule(sp.Ruleset, r); err != nil {
+		if err := pathrule.Add(sp.Ruleset, r); err != nil {
 			return wrap("landlock: rule on "+r.Path, err)
 		}
 	}
@@ -29,23 +29,4 @@ func restrict(sp *Spec) error {
 		return wrap("landlock_restrict_self", err)
 	}
 	return nil
-}
-
-func addRule(fd int, r Rule) error {
-	pfd, err := unix.Open(r.Path, unix.O_PATH|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(pfd)
-	var st unix.Stat_t
-	if err := unix.Fstat(pfd, &st); err != nil {
-		return err
-	}
-	if st.Mode&syscall.S_IFMT != syscall.S_IFDIR {
-		r.Access &= r.FileMask
-	}
-	if r.Access == 0 {
-		return nil
-	}
-	return llsys.LandlockAddPathBeneathRule(fd, &llsys.PathBeneathAttr{AllowedAccess: r.Access, ParentFd: pfd}, 0)
 }

@@ -23,6 +23,8 @@ import (
 	"errors"
 	"strconv"
 	"syscall"
+
+	"vmsup/landlock/pathrule"
 )
 
 // SpecEnv carries the Spec from the supervisor to the launcher. The
@@ -47,7 +49,7 @@ type Spec struct {
 	// Ruleset is the descriptor of the service's Landlock ruleset, -1 for
 	// none; Rules are added to it once /tmp and /dev/shm are mounted.
 	Ruleset  int
-	Rules    []Rule
+	Rules    []pathrule.Rule
 	HasPaths bool  // landlock_paths restricts the file system
 	Keep     []int // descriptors the service receives besides 0, 1, 2
 	Listen   int   // number of sockets announced in LISTEN_FDS
@@ -60,13 +62,6 @@ type Rlimit struct {
 	Name     string
 	Resource int
 	Value    uint64
-}
-
-// Rule grants Access (LANDLOCK_ACCESS_FS_* bits) beneath Path; FileMask
-// is what remains of it when Path is not a directory.
-type Rule struct {
-	Path             string
-	Access, FileMask uint64
 }
 
 // fields lists every field of the Spec once, in wire order, for both
@@ -93,12 +88,10 @@ func (sp *Spec) fields(c *codec) {
 		num(c, &r.Value)
 	}
 	num(c, &sp.Ruleset)
-	c.count(len(sp.Rules), func(n int) { sp.Rules = make([]Rule, n) })
+	c.count(len(sp.Rules), func(n int) { sp.Rules = make([]pathrule.Rule, n) })
 	for i := range sp.Rules {
-		r := &sp.Rules[i]
-		c.str(&r.Path)
-		num(c, &r.Access)
-		num(c, &r.FileMask)
+		c.str(&sp.Rules[i].Path)
+		num(c, &sp.Rules[i].Access)
 	}
 	c.flag(&sp.HasPaths)
 	nums(c, &sp.Keep)

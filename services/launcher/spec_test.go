@@ -4,6 +4,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"vmsup/landlock/pathrule"
 )
 
 func sample() *Spec {
@@ -15,13 +17,13 @@ func sample() *Spec {
 		UID:  4294967294, GID: 2002,
 		Groups: []uint32{2000, 0},
 		Caps:   []uint{10, 21, 40}, LastCap: 40,
-		Tmp: 64 << 20,
+		Tmp: 64 << 20, UserNS: true,
 		Rlimits: []Rlimit{
 			{Name: "memlock", Resource: 8, Value: ^uint64(0)},
 			{Name: "nofile", Resource: 7, Value: 1 << 20},
 		},
 		Ruleset:  -1,
-		Rules:    []Rule{{Path: "/tmp", Access: 1<<16 - 1, FileMask: 0x801f}},
+		Rules:    []pathrule.Rule{{Path: "/tmp", Access: 1<<16 - 1}},
 		HasPaths: true,
 		Keep:     []int{3, 4, 7},
 		Listen:   2, ErrFD: 8, Umask: 0o027,
