@@ -49,33 +49,48 @@ const (
 
 	defaultShutdownTimeout = 30 * time.Second
 
-	// Load stops reading here, so that "vmsup validate /dev/zero" ends.
-	maxConfigSize = 16 << 20
+	// The one config reader stops reading here, so that "vmsup run
+	// /dev/zero" and "vmsup validate /dev/zero" end at once: a real
+	// config is a few KiB.
+	maxConfigSize = 1 << 20
 )
 
 // Load reads and parses the config at path, or standard input when path
 // is "-". A read failure is a single error with an empty path.
 func Load(path string) (*VM, []*Error) {
-	var r io.Reader
-	name := path
-	if path == "-" {
-		r, name = os.Stdin, "standard input"
-	} else {
-		f, err := os.Open(path)
-		if err != nil {
-			return nil, []*Error{readError(name, err)}
-		}
-		defer f.Close()
-		r = f
-	}
-	data, err := io.ReadAll(io.LimitReader(r, maxConfigSize+1))
+	data, err := ReadFile(path)
 	if err != nil {
-		return nil, []*Error{readError(name, err)}
-	}
-	if len(data) > maxConfigSize {
-		return nil, []*Error{{Msg: fmt.Sprintf("cannot read %s: larger than %d bytes", name, maxConfigSize)}}
+		return nil, []*Error{err}
 	}
 	return Parse(data)
+}
+
+// ReadFile reads the config at path ("-": standard input), refusing one
+// larger than the size cap. It is the one reader of run, validate and
+// PID 1 (which reads its copy with Read).
+func ReadFile(path string) ([]byte, *Error) {
+	if path == "-" {
+		return Read(os.Stdin, "standard input")
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, readError(path, err)
+	}
+	defer f.Close()
+	return Read(f, path)
+}
+
+// Read reads a config from r (named name in errors), refusing one larger
+// than the size cap.
+func Read(r io.Reader, name string) ([]byte, *Error) {
+	data, err := io.ReadAll(io.LimitReader(r, maxConfigSize+1))
+	if err != nil {
+		return nil, readError(name, err)
+	}
+	if len(data) > maxConfigSize {
+		return nil, &Error{Msg: fmt.Sprintf("cannot read %s: larger than %d bytes", name, maxConfigSize)}
+	}
+	return data, nil
 }
 
 func readError(name string, err error) *Error {

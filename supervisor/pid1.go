@@ -36,10 +36,10 @@ func Init() int {
 	survivePipes()
 
 	cfgFile := os.NewFile(fdConfig, "config")
-	raw, err := io.ReadAll(io.NewSectionReader(cfgFile, 0, 1<<30))
+	raw, rerr := config.Read(io.NewSectionReader(cfgFile, 0, 1<<30), "config")
 	cfgFile.Close()
-	if err != nil {
-		logger.Printf("read config: %v", err)
+	if rerr != nil {
+		logger.Printf("config: %v", rerr)
 		return ExitTemp
 	}
 	vmc, errs := config.Parse(raw)

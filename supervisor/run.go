@@ -31,7 +31,6 @@ package supervisor
 import (
 	"errors"
 	"fmt"
-	"io"
 	"log"
 	"os"
 	"os/signal"
@@ -154,15 +153,9 @@ func survivePipes() {
 
 // load reads and validates the config; every problem is printed.
 func load(path string) ([]byte, *config.VM, int) {
-	var raw []byte
-	var err error
-	if path == "-" {
-		raw, err = io.ReadAll(os.Stdin)
-	} else {
-		raw, err = os.ReadFile(path)
-	}
-	if err != nil {
-		logger.Printf("read config: %v", err)
+	raw, rerr := config.ReadFile(path)
+	if rerr != nil {
+		logger.Printf("config: %v", rerr)
 		return nil, nil, ExitConfig
 	}
 	vm, errs := config.Parse(raw)
