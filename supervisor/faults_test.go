@@ -47,17 +47,22 @@ func fault(t *testing.T, c vmtest.Config, status int, want ...string) *vmtest.VM
 }
 
 // The runtime directory's file system is full: with no room for the
-// directory itself, or room for it but not for a socket in it.
+// directory itself, room for it but not for its mark (tmpfs charges
+// extended attributes to its inode budget), or room for both but not for
+// a socket in it.
 func TestFaultRuntimeDirFull(t *testing.T) {
-	for _, free := range []int{0, 1} {
+	for _, free := range []int{0, 1, 2} {
 		t.Run("free inodes "+strconv.Itoa(free), func(t *testing.T) {
 			mnt := fullTmpfs(t, free)
 			c := vmtest.NewConfig(t, "full", map[string]any{"name": "a", "argv": []string{"/bin/sleep", "100"},
 				"sockets": []map[string]any{{"path": mnt + "/full/a.sock", "fd": 3}}})
 			c["runtime_dir"] = mnt + "/full"
-			if free == 0 {
+			switch free {
+			case 0:
 				fault(t, c, 111, "runtime dir", mnt+"/full", "no space left on device")
-			} else {
+			case 1:
+				fault(t, c, 111, "runtime dir: mark "+mnt+"/full", "no space left on device")
+			default:
 				fault(t, c, 111, "a: socket "+mnt+"/full/a.sock", "no space left on device")
 			}
 		})
@@ -65,7 +70,7 @@ func TestFaultRuntimeDirFull(t *testing.T) {
 }
 
 // fullTmpfs mounts a tmpfs with few inodes and fills it, then frees
-// one inode if free is 1.
+// free inodes.
 func fullTmpfs(t *testing.T, free int) string {
 	mnt := filepath.Join(vmtest.RunDir(), "fault-full")
 	if err := os.MkdirAll(mnt, 0o755); err != nil {
@@ -80,7 +85,7 @@ func fullTmpfs(t *testing.T, free int) string {
 		}
 		os.Remove(mnt)
 	})
-	var last string
+	var made []string
 	for i := 0; ; i++ {
 		p := filepath.Join(mnt, "filler"+strconv.Itoa(i))
 		err := os.WriteFile(p, nil, 0o644)
@@ -89,10 +94,10 @@ func fullTmpfs(t *testing.T, free int) string {
 		} else if err != nil {
 			t.Fatal(err)
 		}
-		last = p
+		made = append(made, p)
 	}
-	if free == 1 {
-		os.Remove(last)
+	for _, p := range made[len(made)-free:] {
+		os.Remove(p)
 	}
 	return mnt
 }

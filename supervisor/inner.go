@@ -27,7 +27,7 @@ type inner struct {
 // namespace. It waits for the VM to be handed over (handOver) before it
 // does anything; end of file on its control pipe before that means this
 // process died while creating the VM, and PID 1 removes what it created.
-func startInner(o Options, raw []byte) (*inner, error) {
+func startInner(o Options, raw []byte, claim *os.File) (*inner, error) {
 	cfgFile, err := memfile("vmsup-config", raw)
 	if err != nil {
 		return nil, err
@@ -53,12 +53,12 @@ func startInner(o Options, raw []byte) (*inner, error) {
 		cmd.Env = append(cmd.Env, landlock.ABIMaxEnv+"="+v)
 	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stderr, os.Stderr
-	cmd.ExtraFiles = []*os.File{cfgFile, ctlR, outer}
+	cmd.ExtraFiles = []*os.File{cfgFile, ctlR, outer, nil, claim}
 	if o.NotifyFD >= 0 {
 		in.notify = os.NewFile(uintptr(o.NotifyFD), "notify")
 		// Ours alone from now on: not inherited by anything but PID 1.
 		unix.CloseOnExec(o.NotifyFD)
-		cmd.ExtraFiles = append(cmd.ExtraFiles, in.notify)
+		cmd.ExtraFiles[fdNotify-3] = in.notify
 		cmd.Args = append(cmd.Args, "notify")
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS}
@@ -79,6 +79,16 @@ func (in *inner) handOver(cg *vmCgroup) error {
 		return fmt.Errorf("move PID 1 into %s: %w", cg.leaf, err)
 	}
 	if _, err := in.ctl.Write([]byte{ctlGo}); err != nil {
+		return fmt.Errorf("PID 1: %w", err)
+	}
+	return nil
+}
+
+// intend tells PID 1 what is about to be created (ctlCgroup,
+// ctlRuntimeDir): should this process die before it is marked, PID 1
+// knows the directory is this run's and not someone else's.
+func (in *inner) intend(what byte) error {
+	if _, err := in.ctl.Write([]byte{what}); err != nil {
 		return fmt.Errorf("PID 1: %w", err)
 	}
 	return nil

@@ -14,7 +14,8 @@ import (
 //     nothing made inside leaks out) or private;
 //  2. a fresh /proc for the new PID namespace;
 //  3. binds, then read-only paths, then masked paths, so that a mask
-//     always wins over a bind or a read-only path below it.
+//     always wins over a bind or a read-only path below it;
+//  4. the VMs' locks (ClaimDir) masked, so no service can open one.
 func setupMounts(m config.Mount) error {
 	prop := uintptr(unix.MS_SLAVE)
 	if m.Propagation == config.PropagationPrivate {
@@ -36,7 +37,7 @@ func setupMounts(m config.Mount) error {
 			return err
 		}
 	}
-	for _, p := range m.MaskedPaths {
+	for _, p := range append(m.MaskedPaths, ClaimDir) {
 		if err := mask(p); err != nil {
 			return err
 		}

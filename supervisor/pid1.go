@@ -1,11 +1,11 @@
 package supervisor
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strconv"
 	"syscall"
 	"unsafe"
@@ -15,6 +15,7 @@ import (
 	"vmsup/cgroup"
 	"vmsup/config"
 	"vmsup/landlock"
+	"vmsup/owned"
 	"vmsup/services"
 )
 
@@ -61,24 +62,17 @@ func Init() int {
 	// Nothing inherited may reach a service.
 	unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
 
-	if !handedOver(ctl) {
+	// The VM's lock, the same open file as the outer stage's: held
+	// until this process exits too (see claimVM).
+	claim := os.NewFile(fdClaim, "claim")
+	defer claim.Close()
+	intents, ok := handedOver(ctl)
+	if !ok {
 		logger.Print("the outer vmsup died while creating the VM: removing what it created")
-		// Its lock on the VM's cgroup may outlive the control pipe by a
-		// moment (the kernel closes a dying process's files one by
-		// one): wait until it has exited, so the lock tells whether
-		// another vmsup holds the VM.
-		waitExit(outer)
-		removeAbandoned(vmc, cgroupDir)
+		removeAbandoned(vmc, cgroupDir, intents)
 		return ExitTemp
 	}
 	outer.Close()
-	// Held until this process exits: see claimCgroup.
-	lock, err := lockDir(cgroupDir, unix.LOCK_SH|unix.LOCK_NB)
-	if err != nil {
-		logger.Printf("cgroup: lock %s: %v", cgroupDir, err)
-		return ExitTemp
-	}
-	defer lock.Close()
 
 	// PID 1 creates sockets: keep them private until chmod'ed. Services
 	// get the umask vmsup was started with.
@@ -130,52 +124,51 @@ func (v *vm) setup() error {
 }
 
 // handedOver waits for the outer stage to hand the VM over: ctlGo, or
-// end of file if it died first.
-func handedOver(ctl *os.File) bool {
+// end of file if it died first. It returns the intents (ctlCgroup,
+// ctlRuntimeDir) read before.
+func handedOver(ctl *os.File) (map[byte]bool, bool) {
+	intents := map[byte]bool{}
 	b := make([]byte, 1)
-	n, _ := ctl.Read(b)
-	return n == 1 && b[0] == ctlGo
-}
-
-// waitExit waits until the process of a pidfd has exited.
-func waitExit(pidfd *os.File) {
-	fds := []unix.PollFd{{Fd: int32(pidfd.Fd()), Events: unix.POLLIN}}
 	for {
-		if _, err := unix.Poll(fds, -1); err != unix.EINTR {
-			return
+		if n, _ := ctl.Read(b); n != 1 {
+			return intents, false
 		}
+		if b[0] == ctlGo {
+			return intents, true
+		}
+		intents[b[0]] = true
 	}
 }
 
 // removeAbandoned removes the VM's cgroup and runtime directory when the
-// outer stage died before handing the VM over. Unless another vmsup holds
-// the VM (the cgroup's lock is taken), they are what the dead outer stage
-// created, or what an earlier crash left; a missing cgroup means it
-// created nothing.
-func removeAbandoned(vm *config.VM, dir string) {
-	pl, err := lockDir(filepath.Dir(dir), unix.LOCK_EX)
-	if err != nil {
-		return // no parent: nothing was created
+// outer stage died before handing the VM over. This process holds the
+// VM's lock, so what carries the VM's mark is what the dead outer stage
+// created, or what an earlier crash left. An unmarked directory that the
+// outer stage said it was about to create is its own, killed between
+// mkdir and marking it: it is empty, and only rmdir'ed.
+func removeAbandoned(vm *config.VM, dir string, intents map[byte]bool) {
+	for _, d := range []struct {
+		path   string
+		intent byte
+	}{{dir, ctlCgroup}, {vm.RuntimeDir, ctlRuntimeDir}} {
+		if intents[d.intent] {
+			if _, err := owned.Check(d.path, vm.Name); errors.Is(err, owned.ErrForeign) {
+				unix.Rmdir(d.path)
+			}
+		}
 	}
-	defer pl.Close()
-	l, err := lockDir(dir, unix.LOCK_EX|unix.LOCK_NB)
-	if err != nil {
-		return // none, or another vmsup's
+	leaveCgroup()
+	if err := removeVM(vm, dir); err != nil {
+		logger.Print(err)
 	}
-	defer l.Close()
-	removeVM(vm, dir)
 }
 
-// removeVM removes the runtime directory and the VM's cgroup, killing
-// whatever is still in it, after moving this process out of it.
-func removeVM(vm *config.VM, dir string) {
-	os.RemoveAll(vm.RuntimeDir)
+// leaveCgroup moves this process to the cgroup2 root, out of the VM's
+// cgroup, so that it can be removed.
+func leaveCgroup() {
 	if mnt, err := cgroup.Mount(); err == nil {
 		if err := cgroup.Write(mnt, "cgroup.procs", strconv.Itoa(os.Getpid())); err != nil {
 			logger.Print(err)
 		}
-	}
-	if err := cgroup.Destroy(dir, cleanupTimeout); err != nil {
-		logger.Print(err)
 	}
 }

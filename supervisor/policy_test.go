@@ -10,6 +10,7 @@ import (
 
 	"vmsup/cgroup"
 	"vmsup/internal/vmtest"
+	"vmsup/owned"
 )
 
 // on_exit "restart" restarts with a growing back-off; "ignore" lets the
@@ -89,6 +90,12 @@ func TestStaleStateCleaned(t *testing.T) {
 	cg, rd := c["cgroup"].(string), c["runtime_dir"].(string)
 	os.MkdirAll(filepath.Join(cg, "svc.a"), 0o755)
 	os.MkdirAll(filepath.Join(rd, "junk"), 0o755)
+	// What a crash leaves carries the VM's mark.
+	for _, d := range []string{cg, rd} {
+		if err := owned.Mark(d, "stale"); err != nil {
+			t.Fatal(err)
+		}
+	}
 	vm := vmtest.Start(t, c, vmtest.Options{})
 	vm.PID1()
 	vm.WaitFor("all services are ready", 10*time.Second)

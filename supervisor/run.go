@@ -72,12 +72,20 @@ const ctlStop = 'T'
 // supervisor's leaf.
 const ctlGo = 'G'
 
+// ctlCgroup and ctlRuntimeDir on the control pipe, before ctlGo, say
+// that the VM's cgroup or runtime dir is about to be created.
+const (
+	ctlCgroup     = 'c'
+	ctlRuntimeDir = 'r'
+)
+
 // Descriptors the inner stage receives.
 const (
 	fdConfig  = 3
 	fdControl = 4
 	fdOuter   = 5 // a pidfd of the outer stage
 	fdNotify  = 6
+	fdClaim   = 7 // the VM's lock: see claimVM
 )
 
 // cleanupTimeout bounds waiting for a killed cgroup to empty.
@@ -106,23 +114,33 @@ func Run(o Options) int {
 		logger.Print(err)
 		return status
 	}
+	claim, err := claimVM(vm.Name, pf.cgroup)
+	if err != nil {
+		logger.Print(err)
+		return ExitTemp
+	}
+	defer claim.Close()
+	stale, err := inspect(vm, pf.cgroup)
+	if err != nil {
+		logger.Print(err)
+		return ExitConfig
+	}
 	// PID 1 comes first, before anything is created: from the first
 	// thing created on, a SIGKILL of this process leaves PID 1 to remove
 	// it (see handOver).
-	in, err := startInner(o, raw)
+	in, err := startInner(o, raw, claim)
 	if err != nil {
 		logger.Print(err)
 		return ExitTemp
 	}
 	defer in.close()
-	cg, err := claimCgroup(pf.cgroup, neededControllers(vm))
+	cg, err := makeCgroup(in, vm.Name, pf.cgroup, stale, neededControllers(vm))
 	if err != nil {
 		logger.Print(err)
 		in.abort()
 		return ExitTemp
 	}
-	defer cg.lock.Close()
-	err = makeRuntimeDir(vm)
+	err = makeRuntimeDir(in, vm, stale)
 	if err == nil {
 		err = in.handOver(cg)
 	}
@@ -269,166 +287,6 @@ func neededControllers(vm *config.VM) []string {
 		}
 	}
 	return out
-}
-
-// vmCgroup is the VM's claimed cgroup.
-type vmCgroup struct {
-	dir  string   // the VM's cgroup
-	leaf string   // the supervisor's leaf inside it
-	lock *os.File // the VM's cgroup directory, flock'ed: see claimCgroup
-}
-
-// claimCgroup creates the VM's cgroup and locks it (a shared flock on
-// the directory) for as long as either stage lives: each stage holds a
-// shared lock of its own (PID 1 takes its own once the VM is handed
-// over), so the directory is locked until both are gone. That lock is
-// what makes one VM name run once; a cgroup that exists but is not
-// locked is what a crash of both stages left, and is removed first.
-// Claims serialise on a lock of the parent directory, so no other vmsup
-// can remove or recreate the directory between the check and the lock.
-func claimCgroup(dir string, controllers []string) (*vmCgroup, error) {
-	parent := filepath.Dir(dir)
-	if err := mkdirAncestors(parent, controllers); err != nil {
-		return nil, fmt.Errorf("cgroup: %w", err)
-	}
-	pl, err := lockDir(parent, unix.LOCK_EX)
-	if err != nil {
-		return nil, fmt.Errorf("cgroup: lock %s: %w", parent, err)
-	}
-	defer pl.Close()
-
-	if old, err := lockDir(dir, unix.LOCK_EX|unix.LOCK_NB); err == nil {
-		logger.Printf("removing %s left by an earlier run", dir)
-		err := cgroup.Destroy(dir, cleanupTimeout)
-		old.Close()
-		if err != nil {
-			return nil, fmt.Errorf("stale cgroup: %w", err)
-		}
-	} else if errors.Is(err, unix.EWOULDBLOCK) {
-		return nil, fmt.Errorf("cgroup %s is in use: this VM is already running", dir)
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("cgroup: %w", err)
-	}
-	if err := cgroup.Mkdir(dir); err != nil {
-		return nil, err
-	}
-	lock, err := lockDir(dir, unix.LOCK_SH|unix.LOCK_NB)
-	if err != nil {
-		unix.Rmdir(dir)
-		return nil, fmt.Errorf("cgroup: lock %s: %w", dir, err)
-	}
-	cg := &vmCgroup{dir: dir, leaf: filepath.Join(dir, "supervisor"), lock: lock}
-	fail := func(err error) (*vmCgroup, error) {
-		cgroup.Destroy(dir, cleanupTimeout)
-		lock.Close()
-		return nil, err
-	}
-	have, err := cgroup.Controllers(dir)
-	if err != nil {
-		return fail(fmt.Errorf("cgroup: %w", err))
-	}
-	for _, c := range controllers {
-		if !containsString(have, c) {
-			return fail(fmt.Errorf("cgroup controller %s is needed by limits but not available in %s: enable it in %s/cgroup.subtree_control", c, dir, parent))
-		}
-	}
-	if err := cgroup.Mkdir(cg.leaf); err != nil {
-		return fail(err)
-	}
-	if err := cgroup.Enable(dir, controllers); err != nil {
-		return fail(fmt.Errorf("cgroup: %w", err))
-	}
-	return cg, nil
-}
-
-// lockDir opens a directory and flocks it with how.
-func lockDir(dir string, how int) (*os.File, error) {
-	f, err := os.Open(dir)
-	if err != nil {
-		return nil, err
-	}
-	if err := unix.Flock(int(f.Fd()), how); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return f, nil
-}
-
-// mkdirAncestors creates the missing ancestors of a VM cgroup (typically
-// <mount>/vmsup) and enables in each one it created the controllers its
-// parent offers and the VM needs. Ancestors it finds are left alone.
-func mkdirAncestors(dir string, controllers []string) error {
-	if _, err := os.Stat(dir); err == nil {
-		return nil
-	}
-	if err := mkdirAncestors(filepath.Dir(dir), controllers); err != nil {
-		return err
-	}
-	if err := cgroup.Mkdir(dir); err != nil && !errors.Is(err, os.ErrExist) {
-		return err
-	}
-	have, err := cgroup.Controllers(dir)
-	if err != nil {
-		return err
-	}
-	var enable []string
-	for _, c := range controllers {
-		if containsString(have, c) {
-			enable = append(enable, c)
-		}
-	}
-	return cgroup.Enable(dir, enable)
-}
-
-func containsString(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
-// makeRuntimeDir creates the runtime directory, removing one an earlier
-// crash left (the claimed cgroup proves no vmsup of this name runs). It
-// belongs to root and the VM's gid, mode 0770, so services (which get the
-// VM's gid as a supplementary group) can create their sockets in it and
-// other users cannot enter; without a VM gid it is 0755.
-func makeRuntimeDir(vm *config.VM) error {
-	dir := vm.RuntimeDir
-	if _, err := os.Lstat(dir); err == nil {
-		logger.Printf("removing %s left by an earlier run", dir)
-		if err := os.RemoveAll(dir); err != nil {
-			return fmt.Errorf("stale runtime dir: %w", err)
-		}
-	}
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		return fmt.Errorf("runtime dir: %w", err)
-	}
-	mode, gid := os.FileMode(0o755), 0
-	if vm.GID != nil {
-		mode, gid = 0o770, int(*vm.GID)
-	}
-	if err := os.Mkdir(dir, mode); err != nil {
-		return fmt.Errorf("runtime dir: %w", err)
-	}
-	if err := os.Chown(dir, 0, gid); err != nil {
-		return fmt.Errorf("runtime dir: %w", err)
-	}
-	return os.Chmod(dir, mode) // mkdir applied the umask
-}
-
-// destroyVM removes the VM's cgroup (killing anything still in it) and
-// its runtime directory.
-func destroyVM(vm *config.VM, cg *vmCgroup) error {
-	var errs []error
-	if err := cgroup.Destroy(cg.dir, cleanupTimeout); err != nil {
-		errs = append(errs, fmt.Errorf("cgroup: %w", err))
-	}
-	if err := os.RemoveAll(vm.RuntimeDir); err != nil {
-		errs = append(errs, fmt.Errorf("runtime dir: %w", err))
-	}
-	return errors.Join(errs...)
 }
 
 func innerStatus(ps *os.ProcessState, err error) int {

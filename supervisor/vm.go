@@ -603,7 +603,10 @@ func (v *vm) teardown() {
 		}
 	}
 	if v.orphaned {
-		removeVM(v.cfg, v.cgroupDir)
+		leaveCgroup()
+		if err := removeVM(v.cfg, v.cgroupDir); err != nil {
+			logger.Print(err)
+		}
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"vmsup/cgroup"
+	"vmsup/supervisor"
 )
 
 var (
@@ -402,6 +403,9 @@ func (vm *VM) Leftovers() []string {
 			left = append(left, "cgroup "+vm.CgroupDir)
 		}
 		left = append(left, holders(vm.CgroupDir)...)
+		if vm.Name != "" {
+			left = append(left, holders(supervisor.ClaimPath(vm.Name, vm.CgroupDir))...)
+		}
 	}
 	if vm.RuntimeDir != "" {
 		if _, err := os.Lstat(vm.RuntimeDir); err == nil {
@@ -416,7 +420,7 @@ func (vm *VM) Leftovers() []string {
 }
 
 // holders lists the vmsup processes (either stage) that still hold the
-// VM's cgroup directory open: both stages keep it open, locked, for their
+// file dir open: both stages keep the VM's lock file open for their
 // whole life. This finds them even when their namespaces were never seen
 // (vmsup killed while starting) or after PID 1 left the VM's cgroup to
 // remove it.
