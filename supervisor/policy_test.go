@@ -1,8 +1,10 @@
 package supervisor_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -152,4 +154,66 @@ func procsOf(t *testing.T, vm *vmtest.VM, svc string) int {
 		t.Fatalf("%s: processes %v %v", svc, pids, err)
 	}
 	return pids[0]
+}
+
+// A chain of /bin/true services (on_exit ignore, each after the one
+// before) never hangs: each exits at once, often before vmsup has seen
+// its launch outcome, and the default ready rule ("ready once started")
+// must still make it ready so the next one starts. VMSUP_CHAIN_RUNS runs
+// (default 200), VMSUP_CHAIN_PARALLEL VMs at a time (default 8); the VM
+// ends by itself (3) once the last has run.
+func TestChainNeverHangs(t *testing.T) {
+	runs, par := envCount(t, "VMSUP_CHAIN_RUNS", 200), envCount(t, "VMSUP_CHAIN_PARALLEL", 8)
+	const length = 41
+	chain := make([]map[string]any, length)
+	for i := range chain {
+		chain[i] = map[string]any{"name": fmt.Sprintf("t%d", i), "argv": []string{"/bin/true"}, "on_exit": "ignore"}
+		if i > 0 {
+			chain[i]["after"] = []string{fmt.Sprintf("t%d", i-1)}
+		}
+	}
+	var hangs []string
+	t0 := time.Now()
+	for done := 0; done < runs; {
+		var batch []*vmtest.VM
+		for ; len(batch) < par && done+len(batch) < runs; {
+			c := vmtest.NewConfig(t, fmt.Sprintf("chain-%d", done+len(batch)), chain...)
+			batch = append(batch, vmtest.Start(t, c, vmtest.Options{}))
+		}
+		for _, vm := range batch {
+			select {
+			case <-vm.Done():
+			case <-time.After(30 * time.Second):
+				out := vm.Stderr.String()
+				last := out[strings.LastIndex(strings.TrimSuffix(out, "\n"), "\n")+1:]
+				hangs = append(hangs, fmt.Sprintf("%s: hung, last line %q", vm.Name, strings.TrimSpace(last)))
+				vm.Cmd.Process.Kill()
+				<-vm.Done()
+				continue
+			}
+			out := vm.Stderr.String()
+			if st := vm.Wait(time.Second); st != 3 || !strings.Contains(out, "all services are ready") {
+				t.Errorf("%s: status %d, want 3 after all were ready:\n%s", vm.Name, st, out)
+			}
+			vm.AssertClean(time.Second)
+		}
+		done += len(batch)
+	}
+	t.Logf("%d runs of a %d-service chain, %d at a time, in %v: %d hung", runs, length, par, time.Since(t0).Round(time.Millisecond), len(hangs))
+	if len(hangs) > 0 {
+		t.Fatalf("%d of %d runs hung:\n%s", len(hangs), runs, strings.Join(hangs, "\n"))
+	}
+}
+
+func envCount(t *testing.T, name string, def int) int {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		t.Fatalf("%s=%q: want a positive number", name, v)
+	}
+	return n
 }

@@ -135,6 +135,7 @@ type vm struct {
 	phase     phase
 	stops     int
 	failed    bool
+	byItself  bool // the VM began to stop without a stop request
 	announced bool
 	orphaned  bool // the outer stage is gone
 	deadline  *time.Timer
@@ -185,10 +186,7 @@ func (v *vm) run(sigs <-chan os.Signal) int {
 		}
 	}
 	v.teardown()
-	if v.failed {
-		return ExitFailed
-	}
-	return ExitGraceful
+	return vmStatus(v.failed, v.byItself)
 }
 
 func (v *vm) handle(e event) {
@@ -347,23 +345,68 @@ func (v *vm) start(s *service) {
 // launchFailed handles a launcher that could not even be forked.
 func (v *vm) launchFailed(s *service, err error) {
 	logger.Printf("%s: cannot start: %v", s.cfg.Name, err)
-	s.state = gone
-	v.failed = true
-	v.stop()
+	if s.notifyR != nil {
+		s.notifyR.Close()
+		s.notifyR = nil
+	}
+	v.apply(s, transition(s.state, seExecFail, v.facts(s)))
 }
 
+// launched handles the launch outcome.
 func (v *vm) launched(s *service, gen int, err error) {
 	if gen != s.gen || s.state != launching {
 		return
 	}
-	s.launchErr = err
-	s.state = started
+	f := v.facts(s)
+	f.reaped = s.exitSeen != nil
+	e := seExec
 	if err != nil {
+		e, s.launchErr = seExecFail, err
 		logger.Printf("%s: cannot start: %v", s.cfg.Name, err)
-	} else {
+		if s.notifyR != nil {
+			s.notifyR.Close()
+			s.notifyR = nil
+		}
+	}
+	v.apply(s, transition(s.state, e, f))
+}
+
+// facts are what the policy needs to know about s now.
+func (v *vm) facts(s *service) facts {
+	r := s.cfg.Ready
+	return facts{
+		phase:     v.phase,
+		onExit:    s.cfg.OnExit,
+		rule:      r.Socket != "" || r.Exists != "" || r.NotifyFD != 0,
+		sent:      s.sent,
+		launchErr: s.launchErr != nil,
+	}
+}
+
+// apply enters a transition's next state and carries out its effects.
+func (v *vm) apply(s *service, st step) {
+	s.state = st.next
+	if st.why != "" {
+		logger.Printf("%s: %s", s.cfg.Name, st.why)
+	}
+	if st.do&fxFail != 0 {
+		v.failed = true
+	}
+	if st.do&fxWatch != 0 {
 		v.watchReady(s)
 	}
-	if ws := s.exitSeen; ws != nil {
+	if st.do&fxRestart != 0 {
+		v.scheduleRestart(s)
+	}
+	if st.do&fxStop != 0 {
+		v.stop(true)
+	}
+	if st.do&fxReady != 0 {
+		s.everReady = true
+		logger.Printf("%s: ready", s.cfg.Name)
+		v.startEligible()
+	}
+	if ws := s.exitSeen; st.do&fxExit != 0 && ws != nil {
 		s.exitSeen = nil
 		v.exited(s, *ws)
 	}
@@ -401,14 +444,14 @@ func (v *vm) readied(s *service, gen int, err error) {
 		logger.Printf("%s: will never be ready: %v", s.cfg.Name, err)
 		return
 	}
-	s.state = ready
-	s.everReady = true
-	logger.Printf("%s: ready", s.cfg.Name)
-	v.startEligible()
+	v.apply(s, transition(s.state, seReady, v.facts(s)))
 }
 
 // exited applies a service's exit to the VM.
 func (v *vm) exited(s *service, ws unix.WaitStatus) {
+	f := v.facts(s)
+	f.ws = ws
+	st := transition(s.state, seExit, f)
 	if s.state == launching {
 		s.exitSeen = &ws // the launch outcome decides how to report it
 		return
@@ -423,67 +466,20 @@ func (v *vm) exited(s *service, ws unix.WaitStatus) {
 		what = "could not be started"
 	}
 	logger.Printf("%s: %s", s.cfg.Name, what)
-
-	if v.phase != running {
-		s.state = gone
-		if v.phase == stopping && s.cfg.OnExit == config.OnExitShutdown && !s.stoppedCleanly(ws) {
-			logger.Printf("%s: did not stop as asked: the VM failed", s.cfg.Name)
-			v.failed = true
-		}
-		if s == v.vmm && v.phase == stopping {
-			v.signalOthers()
-		}
-		return
+	wasStopping := v.phase == stopping
+	v.apply(s, st)
+	if s == v.vmm && wasStopping {
+		v.signalOthers()
 	}
-	// Exit 0 is a clean end, for the VMM (the guest powered off) and for
-	// a helper alike: virtiofsd, for one, exits 0 when the VMM closes its
-	// vhost-user connection, which can be seen before the VMM's own exit.
-	graceful := s.launchErr == nil && ws.Exited() && ws.ExitStatus() == 0
-	switch s.cfg.OnExit {
-	case config.OnExitRestart:
-		if ws.CoreDump() {
-			logger.Printf("%s: dumped core: not restarting", s.cfg.Name)
-			s.state = gone
-			v.failed = true
-			v.stop()
-			return
-		}
-		v.scheduleRestart(s)
-	case config.OnExitIgnore:
-		s.state = gone
-		if v.finished() {
-			v.stop()
-		}
-	default:
-		s.state = gone
-		if !graceful {
-			v.failed = true
-		}
-		v.stop()
+	if v.phase == running && v.finished() {
+		v.stop(true) // every service ended with on_exit ignore
 	}
 }
 
-// stoppedCleanly: see "Exit status" above.
-func (s *service) stoppedCleanly(ws unix.WaitStatus) bool {
-	switch {
-	case ws.Exited():
-		return ws.ExitStatus() == 0 || s.sent != 0
-	case ws.Signaled() && !ws.CoreDump():
-		return s.sent&(1<<uint(ws.Signal())) != 0
-	}
-	return false
-}
-
-// scheduleRestart restarts s after a back-off: 100 ms doubling up to 30 s;
-// a service that ran for a minute starts the count again.
+// scheduleRestart restarts s after its back-off (see restartDelay).
 func (v *vm) scheduleRestart(s *service) {
-	if time.Since(s.startedAt) > time.Minute {
-		s.restarts = 0
-	}
-	delay := 100 * time.Millisecond << min(s.restarts, 9)
-	delay = min(delay, 30*time.Second)
-	s.restarts++
-	s.state = backoff
+	var delay time.Duration
+	delay, s.restarts = restartDelay(s.restarts, time.Since(s.startedAt))
 	gen := s.gen
 	logger.Printf("%s: restarting in %v", s.cfg.Name, delay)
 	time.AfterFunc(delay, func() { v.send(event{kind: evRestart, svc: s, gen: gen}) })
@@ -495,19 +491,20 @@ func (v *vm) stopRequest() {
 	v.stops++
 	if v.stops == 1 {
 		logger.Print("stop requested")
-		v.stop()
+		v.stop(false)
 		return
 	}
 	logger.Print("second stop request: killing")
 	v.kill()
 }
 
-// stop enters the stopping phase (once).
-func (v *vm) stop() {
+// stop enters the stopping phase (once); byItself: not on request.
+func (v *vm) stop(byItself bool) {
 	if v.phase != running {
 		return
 	}
 	v.phase = stopping
+	v.byItself = byItself
 	d := v.cfg.ShutdownTimeout
 	v.deadline = time.AfterFunc(d, func() { v.send(event{kind: evDeadline}) })
 	for _, s := range v.svcs {
