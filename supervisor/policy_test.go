@@ -176,7 +176,7 @@ func TestChainNeverHangs(t *testing.T) {
 	t0 := time.Now()
 	for done := 0; done < runs; {
 		var batch []*vmtest.VM
-		for ; len(batch) < par && done+len(batch) < runs; {
+		for len(batch) < par && done+len(batch) < runs {
 			c := vmtest.NewConfig(t, fmt.Sprintf("chain-%d", done+len(batch)), chain...)
 			batch = append(batch, vmtest.Start(t, c, vmtest.Options{}))
 		}

@@ -34,8 +34,9 @@ import (
 //
 //	running  services start in `after` order as their dependencies become
 //	         ready; readiness is announced once every service is ready.
-//	stopping entered on SIGTERM/SIGINT (a 'T' on the control pipe) or when
-//	         a service's on_exit ends the VM. Nothing new starts. With a
+//	stopping entered on SIGTERM/SIGINT (a 'T' on the control pipe), when
+//	         a service's on_exit ends the VM, or when no service is left.
+//	         Nothing new starts. With a
 //	         running VMM: ask the guest to power off, wait for the VMM to
 //	         exit, then send the others their stop_signal. Without one:
 //	         send every service its stop_signal. A deadline of
@@ -46,21 +47,48 @@ import (
 //	done     no service process is left: the service cgroups are removed
 //	         and run returns the status.
 //
-// A service is, in turn: waiting (for `after`), launching (forked; the
-// outcome of exec pending), started, ready, backoff (restart pending),
-// then gone. An exit seen while launching waits for the outcome, which
-// always follows (the outcome pipe closes at exec or at death), so a
-// launch failure is reported as such and not as a bare exit status.
+// A service's states and events; transition (policy.go) is this table,
+// and "Exit status" below says when a service stopped cleanly:
 //
-// Exit status: 0 unless the VM failed. It fails when a service whose
-// on_exit is shutdown ends with a non-zero status or a signal (exit 0 is
-// a clean end: the guest powered off, or a helper saw its VMM go), when a
-// restart service dumps core, when a service cannot be launched, or when
-// anything had to be killed. While stopping, a shutdown service ends
-// cleanly with exit 0, or, once vmsup has sent it a signal (stop_signal,
-// the VMM's power-off signal), with any status or by that signal; any
-// other end fails the VM: a VMM that crashes just after its helper
-// exited 0 (which stopped the VM) is still a crash.
+//	state      event                          next       effect
+//	waiting    its `after` are ready          launching  fork the launcher
+//	waiting    the fork fails                 gone       VM fails, stops
+//	launching  exit reaped                    launching  keep it for the outcome
+//	launching  exec'd, no ready rule          ready      dependents may start
+//	launching  exec'd, a ready rule           started    watch the rule
+//	launching  launch failed (setup, exec)    started    VM fails, stops
+//	           (any of the three, exit kept)             then the kept exit
+//	started    ready rule met                 ready      dependents may start
+//	started,   exit reaped after a failed     gone
+//	ready      launch
+//	           exit, VM killing               gone
+//	           exit, VM stopping              gone       VM fails unless it stopped cleanly
+//	           exit, running, restart         backoff    restart timer (core dump: gone, fails, stops)
+//	           exit, running, ignore          gone       stop if no service is left
+//	           exit, running, shutdown        gone       stops; fails unless exit 0
+//	backoff    timer fires, VM running        launching  fork the launcher
+//	waiting,   VM stops                       gone
+//	backoff
+//
+// The outcome always follows an exit seen while launching (the outcome
+// pipe closes at exec or at the launcher's death), so a launch failure
+// is reported as such and not as a bare exit status; and a service
+// without a ready rule that exits before its outcome is seen is still
+// ready: it was started. A service that cannot be launched fails the VM
+// whatever its on_exit: retrying cannot help, and its dependents would
+// wait forever.
+//
+// Exit status (vmStatus): 1 if the VM failed, else 0 if it stopped on a
+// stop request, else 3 (it ended by itself: the guest powered off). It
+// fails when a service whose on_exit is shutdown ends with a non-zero
+// status or a signal (exit 0 is a clean end: the guest powered off, or a
+// helper saw its VMM go), when a restart service dumps core, when a
+// service cannot be launched, or when anything had to be killed. While
+// stopping, a shutdown service ends cleanly with exit 0, or, once vmsup
+// has sent it a signal (stop_signal, the VMM's power-off signal), with
+// any status or by that signal; any other end fails the VM: a VMM that
+// crashes just after its helper exited 0 (which stopped the VM) is still
+// a crash.
 
 type phase int
 
