@@ -217,3 +217,69 @@ func envCount(t *testing.T, name string, def int) int {
 	}
 	return n
 }
+
+// A restart service that can never be exec'd (Landlock's execute list
+// does not cover its binary) fails the VM at its first attempt: status
+// 1, no restart, and its dependent never starts.
+func TestUnlaunchableRestartFailsVM(t *testing.T) {
+	c := vmtest.NewConfig(t, "noexec",
+		map[string]any{"name": "a", "argv": []string{"/usr/bin/sleep", "100"}, "on_exit": "restart",
+			"landlock_paths": map[string]any{"execute": []string{"/usr/sbin"}}},
+		map[string]any{"name": "b", "argv": []string{"/usr/bin/sleep", "100"}, "after": []string{"a"}})
+	vm, st := vmtest.Run(t, c, 10*time.Second)
+	out := vm.Stderr.String()
+	if st != 1 || !strings.Contains(out, "a: cannot start: exec /usr/bin/sleep: permission denied") {
+		t.Fatalf("status %d, want 1 and the reason:\n%s", st, out)
+	}
+	if n := strings.Count(out, "a: cannot start"); n != 1 || strings.Contains(out, "a: restarting") || strings.Contains(out, "b: ") {
+		t.Fatalf("%d attempts, want 1, no restart, b never started:\n%s", n, out)
+	}
+	vm.AssertClean(time.Second)
+}
+
+// A VM whose VMM exits 0 by itself (the guest powered off) ends with 3,
+// and so does one whose every service ended with on_exit ignore; a stop
+// request first makes it 0 even if the VMM then exits 0.
+func TestVMEndsByItself(t *testing.T) {
+	vmm := map[string]any{"name": "vmm", "argv": []string{"/bin/sh", "-c", "sleep 0.3; exit 0"}, "vmm": map[string]any{"signal": "SIGTERM"}}
+	vm, st := vmtest.Run(t, vmtest.NewConfig(t, "by-itself", vmm, sh("other", "exec sleep 100")), 10*time.Second)
+	if st != 3 || !strings.Contains(vm.Stderr.String(), "vmm: exited with status 0") {
+		t.Fatalf("status %d, want 3:\n%s", st, vm.Stderr.String())
+	}
+	vm.AssertClean(time.Second)
+
+	ignored := map[string]any{"name": "once", "argv": []string{"/bin/true"}, "on_exit": "ignore"}
+	if vm, st := vmtest.Run(t, vmtest.NewConfig(t, "by-itself-ignore", ignored), 10*time.Second); st != 3 {
+		t.Fatalf("status %d, want 3:\n%s", st, vm.Stderr.String())
+	}
+
+	// The VMM exits 0 on its power-off signal: a stop honoured.
+	vmm["argv"] = []string{vmtest.Bin(t, "testprog"), "linger", "0s"}
+	vm = vmtest.Start(t, vmtest.NewConfig(t, "by-request", vmm), vmtest.Options{})
+	vm.WaitFor("vmm: up", 10*time.Second)
+	vm.Signal(syscall.SIGTERM)
+	if st := vm.Wait(10 * time.Second); st != 0 || !strings.Contains(vm.Stderr.String(), "vmm: exited with status 0") {
+		t.Fatalf("status %d, want 0:\n%s", st, vm.Stderr.String())
+	}
+	vm.AssertClean(time.Second)
+}
+
+// One Ctrl-C in a terminal is SIGINT to vmsup's whole process group:
+// PID 1 and the services are in sessions of their own, so vmsup sees
+// one stop request, stops gracefully and exits 0.
+func TestSIGINTToProcessGroup(t *testing.T) {
+	c := vmtest.NewConfig(t, "sigint-group", sh("a", "exec sleep 100"), sh("b", "exec sleep 100"))
+	// setsid execs vmsup in a new session and process group of its own.
+	vm := vmtest.Start(t, c, vmtest.Options{Wrap: []string{"setsid"}})
+	vm.PID1()
+	vm.WaitFor("all services are ready", 10*time.Second)
+	if err := syscall.Kill(-vm.Cmd.Process.Pid, syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	st := vm.Wait(10 * time.Second)
+	out := vm.Stderr.String()
+	if st != 0 || strings.Contains(out, "second stop request") || strings.Count(out, "stop requested") != 1 {
+		t.Fatalf("status %d, want 0 after one stop request:\n%s", st, out)
+	}
+	vm.AssertClean(time.Second)
+}
