@@ -13,6 +13,7 @@ import (
 
 	"vmsup/cgroup"
 	"vmsup/config"
+	"vmsup/internal/guest"
 	"vmsup/internal/vmtest"
 	"vmsup/s6"
 )
@@ -121,8 +122,8 @@ func atoi(s string) int {
 }
 
 // The VM under s6: readiness reaches s6, the guest writes through
-// virtiofs, s6-svc -d powers it off through QMP, run exits 0, finish
-// exits 125 (no restart) and nothing is left.
+// virtiofs, s6-svc -d powers it off through QMP, run exits 0, s6 keeps
+// it down (it was asked to) and nothing is left.
 func TestS6VMLifecycle(t *testing.T) {
 	f := newFixture(t)
 	c := f.config(t, "e2e-s6")
@@ -154,7 +155,7 @@ func TestS6VMLifecycle(t *testing.T) {
 	s.run("s6-svc", "-d", s.svc)
 	s.run("s6-svwait", "-D", "-t", "60000", s.svc)
 	down := time.Since(t1)
-	if !s.log.WaitFor("vmsup-finish: run exited 0: not restarting", 5*time.Second) {
+	if !s.log.WaitFor("vmsup-finish: run exited 0\n", 5*time.Second) {
 		t.Fatalf("finish did not see exit 0:\n%s", s.log.String())
 	}
 	log := s.log.String()
@@ -220,4 +221,61 @@ func TestS6SuperviseKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	vm.AssertClean(time.Second)
+}
+
+// s6-svc -r restarts the VM: vmsup stops it gracefully (0), finish lets
+// s6 restart, and the VM comes back up. The testprog VMM stands in for
+// QEMU here: what is tested is vmsup's status and the finish script.
+func TestS6RestartOnRequest(t *testing.T) {
+	prog := vmtest.Bin(t, "testprog")
+	c := vmtest.NewConfig(t, "e2e-s6-restart",
+		map[string]any{"name": "fsd", "argv": []string{"/bin/sleep", "1000"}},
+		map[string]any{"name": "vmm", "argv": []string{prog, "linger", "0s"}, "after": []string{"fsd"},
+			"vmm": map[string]any{"signal": "SIGTERM"}})
+	s := underS6(t, c)
+	s.run("s6-svwait", "-U", "-t", "30000", s.svc)
+	first := s.run("s6-svstat", "-o", "pid", s.svc)
+	if !s.log.WaitFor("vmm: up", 10*time.Second) {
+		t.Fatalf("the VMM did not come up:\n%s", s.log.String())
+	}
+	s.run("s6-svc", "-r", s.svc)
+	if !s.log.WaitFor("vmsup-finish: run exited 0\n", 15*time.Second) {
+		t.Fatalf("finish did not see exit 0:\n%s", s.log.String())
+	}
+	// Up and ready again, as a new vmsup.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st := strings.Fields(s.run("s6-svstat", "-o", "up,ready,pid", s.svc))
+		if len(st) == 3 && st[0] == "true" && st[1] == "true" && st[2] != first {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not back up after s6-svc -r (up,ready,pid %v; first pid %s):\n%s", st, first, s.log.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := strings.Count(s.log.String(), "vmsup: all services are ready"); n < 1 || strings.Contains(s.log.String(), "not restarting") {
+		t.Fatalf("readiness announced %d times, or finish kept it down:\n%s", n, s.log.String())
+	}
+}
+
+// The guest powering off by itself under s6 (its power button pressed
+// through QMP from outside, not by s6): vmsup exits 3, finish exits 125
+// and s6 keeps the VM down, with nothing left.
+func TestS6GuestPowerOffStaysDown(t *testing.T) {
+	f := newFixture(t)
+	vm, s := f.bootS6(t, "e2e-s6-poweroff")
+	if _, err := guest.QMPExecute(filepath.Join(vm.RuntimeDir, "qmp.sock"), 10*time.Second, `{"execute":"system_powerdown"}`); err != nil {
+		t.Fatal(err)
+	}
+	s.run("s6-svwait", "-D", "-t", "60000", s.svc)
+	if !s.log.WaitFor("vmsup-finish: run exited 3: not restarting", 5*time.Second) {
+		t.Fatalf("finish did not see exit 3:\n%s", s.log.String())
+	}
+	vm.AssertClean(time.Second)
+	time.Sleep(1500 * time.Millisecond)
+	if st := s.run("s6-svstat", "-o", "up,wantedup", s.svc); st != "false false" {
+		t.Fatalf("s6-svstat up,wantedup: %q, want false false: s6 restarted the VM after the guest powered off:\n%s", st, s.log.String())
+	}
+	vm.AssertClean(0)
 }

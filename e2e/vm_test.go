@@ -136,7 +136,8 @@ func TestVMPowerOffOnStop(t *testing.T) {
 }
 
 // The guest powering off by itself (here: its power button pressed
-// through QMP from outside) ends the VM with 0.
+// through QMP from outside) ends the VM with 3, which s6's finish script
+// maps to "stay down".
 func TestVMGuestPowersOff(t *testing.T) {
 	f := newFixture(t)
 	vm, _ := f.boot(t, "e2e-poweroff")
@@ -144,8 +145,8 @@ func TestVMGuestPowersOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	t0 := time.Now()
-	if st := vm.Wait(60 * time.Second); st != 0 {
-		t.Fatalf("status %d, want 0:\n%s", st, vm.Stderr.String())
+	if st := vm.Wait(60 * time.Second); st != 3 {
+		t.Fatalf("status %d, want 3:\n%s", st, vm.Stderr.String())
 	}
 	t.Logf("power button to vmsup exit: %v", time.Since(t0).Round(time.Millisecond))
 	vm.AssertClean(time.Second)

@@ -198,15 +198,16 @@ const shFinish = `#!/bin/sh
 # $1 is vmsup's exit status, or 256 if a signal killed it ($2 names it).
 # Exit 125 tells s6-supervise not to restart (as s6-svc -O would).
 case $1 in
-0|100)
-	# 0: the VM shut down gracefully; 100: the config is invalid and
+3|100)
+	# 3: the guest powered off by itself; 100: the config is invalid and
 	# retrying cannot help.
 	echo "vmsup-finish: run exited $1: not restarting" >&2
 	exit 125 ;;
 256)
 	echo "vmsup-finish: run was killed by signal $2" >&2 ;;
 *)
-	# 1: the VM failed; 111: a temporary failure. Both may be retried.
+	# 0: a stop request was honoured (s6-svc -d keeps it down, s6-svc
+	# -r restarts it); 1: the VM failed; 111: a temporary failure.
 	echo "vmsup-finish: run exited $1" >&2 ;;
 esac
 exit 0
@@ -250,10 +251,11 @@ func execlineFinish(elb string) string {
 # Written by vmsup s6-servicedir --execline (execline 2.9.1 or later). s6-supervise runs this after
 # vmsup ends: $1 is vmsup's exit status, or 256 if a signal killed it ($2
 # names it). Exit 125 tells s6-supervise not to restart (as s6-svc -O):
-# on 0 (the VM shut down gracefully) and 100 (the config is invalid).
-# 1 (the VM failed) and 111 (a temporary failure) may be retried.
+# on 3 (the guest powered off by itself) and 100 (the config is invalid).
+# 0 (a stop request honoured: s6-svc -r restarts), 1 (the VM failed) and
+# 111 (a temporary failure) may be retried.
 fdmove -c 1 2
-ifelse { eltest $1 = 0 -o $1 = 100 } {
+ifelse { eltest $1 = 3 -o $1 = 100 } {
   foreground { echo "vmsup-finish: run exited ${1}: not restarting" }
   exit 125
 }

@@ -74,7 +74,8 @@ func TestScripts(t *testing.T) {
 				status int
 				msg    string
 			}{
-				{[]string{"0", "0", "x"}, 125, "vmsup-finish: run exited 0: not restarting\n"},
+				{[]string{"0", "0", "x"}, 0, "vmsup-finish: run exited 0\n"},
+				{[]string{"3", "0", "x"}, 125, "vmsup-finish: run exited 3: not restarting\n"},
 				{[]string{"100", "0", "x"}, 125, "vmsup-finish: run exited 100: not restarting\n"},
 				{[]string{"1", "0", "x"}, 0, "vmsup-finish: run exited 1\n"},
 				{[]string{"111", "0", "x"}, 0, "vmsup-finish: run exited 111\n"},

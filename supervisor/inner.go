@@ -61,7 +61,10 @@ func startInner(o Options, raw []byte, claim *os.File) (*inner, error) {
 		cmd.ExtraFiles[fdNotify-3] = in.notify
 		cmd.Args = append(cmd.Args, "notify")
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS}
+	// A session of its own: what is sent to this process's group (a
+	// terminal's ^C, a kill-all) reaches only this stage, which forwards
+	// it once.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS, Setsid: true}
 	if err := cmd.Start(); err != nil {
 		in.close()
 		return nil, fmt.Errorf("start PID 1: %w", err)

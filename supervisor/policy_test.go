@@ -1,8 +1,10 @@
 package supervisor_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -159,4 +161,132 @@ func procsOf(t *testing.T, vm *vmtest.VM, svc string) int {
 		t.Fatalf("%s: processes %v %v", svc, pids, err)
 	}
 	return pids[0]
+}
+
+// A chain of /bin/true services (on_exit ignore, each after the one
+// before) never hangs: each exits at once, often before vmsup has seen
+// its launch outcome, and the default ready rule ("ready once started")
+// must still make it ready so the next one starts. VMSUP_CHAIN_RUNS runs
+// (default 200), VMSUP_CHAIN_PARALLEL VMs at a time (default 8); the VM
+// ends by itself (3) once the last has run.
+func TestChainNeverHangs(t *testing.T) {
+	runs, par := envCount(t, "VMSUP_CHAIN_RUNS", 200), envCount(t, "VMSUP_CHAIN_PARALLEL", 8)
+	const length = 41
+	chain := make([]map[string]any, length)
+	for i := range chain {
+		chain[i] = map[string]any{"name": fmt.Sprintf("t%d", i), "argv": []string{"/bin/true"}, "on_exit": "ignore"}
+		if i > 0 {
+			chain[i]["after"] = []string{fmt.Sprintf("t%d", i-1)}
+		}
+	}
+	var hangs []string
+	t0 := time.Now()
+	for done := 0; done < runs; {
+		var batch []*vmtest.VM
+		for len(batch) < par && done+len(batch) < runs {
+			c := vmtest.NewConfig(t, fmt.Sprintf("chain-%d", done+len(batch)), chain...)
+			batch = append(batch, vmtest.Start(t, c, vmtest.Options{}))
+		}
+		for _, vm := range batch {
+			select {
+			case <-vm.Done():
+			case <-time.After(30 * time.Second):
+				out := vm.Stderr.String()
+				last := out[strings.LastIndex(strings.TrimSuffix(out, "\n"), "\n")+1:]
+				hangs = append(hangs, fmt.Sprintf("%s: hung, last line %q", vm.Name, strings.TrimSpace(last)))
+				vm.Cmd.Process.Kill()
+				<-vm.Done()
+				continue
+			}
+			out := vm.Stderr.String()
+			if st := vm.Wait(time.Second); st != 3 || !strings.Contains(out, "all services are ready") {
+				t.Errorf("%s: status %d, want 3 after all were ready:\n%s", vm.Name, st, out)
+			}
+			vm.AssertClean(time.Second)
+		}
+		done += len(batch)
+	}
+	t.Logf("%d runs of a %d-service chain, %d at a time, in %v: %d hung", runs, length, par, time.Since(t0).Round(time.Millisecond), len(hangs))
+	if len(hangs) > 0 {
+		t.Fatalf("%d of %d runs hung:\n%s", len(hangs), runs, strings.Join(hangs, "\n"))
+	}
+}
+
+func envCount(t *testing.T, name string, def int) int {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		t.Fatalf("%s=%q: want a positive number", name, v)
+	}
+	return n
+}
+
+// A restart service that can never be exec'd (Landlock's execute list
+// does not cover its binary) fails the VM at its first attempt: status
+// 1, no restart, and its dependent never starts.
+func TestUnlaunchableRestartFailsVM(t *testing.T) {
+	c := vmtest.NewConfig(t, "noexec",
+		map[string]any{"name": "a", "argv": []string{"/usr/bin/sleep", "100"}, "on_exit": "restart",
+			"landlock_paths": map[string]any{"execute": []string{"/usr/sbin"}}},
+		map[string]any{"name": "b", "argv": []string{"/usr/bin/sleep", "100"}, "after": []string{"a"}})
+	vm, st := vmtest.Run(t, c, 10*time.Second)
+	out := vm.Stderr.String()
+	if st != 1 || !strings.Contains(out, "a: cannot start: exec /usr/bin/sleep: permission denied") {
+		t.Fatalf("status %d, want 1 and the reason:\n%s", st, out)
+	}
+	if n := strings.Count(out, "a: cannot start"); n != 1 || strings.Contains(out, "a: restarting") || strings.Contains(out, "b: ") {
+		t.Fatalf("%d attempts, want 1, no restart, b never started:\n%s", n, out)
+	}
+	vm.AssertClean(time.Second)
+}
+
+// A VM whose VMM exits 0 by itself (the guest powered off) ends with 3,
+// and so does one whose every service ended with on_exit ignore; a stop
+// request first makes it 0 even if the VMM then exits 0.
+func TestVMEndsByItself(t *testing.T) {
+	vmm := map[string]any{"name": "vmm", "argv": []string{"/bin/sh", "-c", "sleep 0.3; exit 0"}, "vmm": map[string]any{"signal": "SIGTERM"}}
+	vm, st := vmtest.Run(t, vmtest.NewConfig(t, "by-itself", vmm, sh("other", "exec sleep 100")), 10*time.Second)
+	if st != 3 || !strings.Contains(vm.Stderr.String(), "vmm: exited with status 0") {
+		t.Fatalf("status %d, want 3:\n%s", st, vm.Stderr.String())
+	}
+	vm.AssertClean(time.Second)
+
+	ignored := map[string]any{"name": "once", "argv": []string{"/bin/true"}, "on_exit": "ignore"}
+	if vm, st := vmtest.Run(t, vmtest.NewConfig(t, "by-itself-ignore", ignored), 10*time.Second); st != 3 {
+		t.Fatalf("status %d, want 3:\n%s", st, vm.Stderr.String())
+	}
+
+	// The VMM exits 0 on its power-off signal: a stop honoured.
+	vmm["argv"] = []string{vmtest.Bin(t, "testprog"), "linger", "0s"}
+	vm = vmtest.Start(t, vmtest.NewConfig(t, "by-request", vmm), vmtest.Options{})
+	vm.WaitFor("vmm: up", 10*time.Second)
+	vm.Signal(syscall.SIGTERM)
+	if st := vm.Wait(10 * time.Second); st != 0 || !strings.Contains(vm.Stderr.String(), "vmm: exited with status 0") {
+		t.Fatalf("status %d, want 0:\n%s", st, vm.Stderr.String())
+	}
+	vm.AssertClean(time.Second)
+}
+
+// One Ctrl-C in a terminal is SIGINT to vmsup's whole process group:
+// PID 1 and the services are in sessions of their own, so vmsup sees
+// one stop request, stops gracefully and exits 0.
+func TestSIGINTToProcessGroup(t *testing.T) {
+	c := vmtest.NewConfig(t, "sigint-group", sh("a", "exec sleep 100"), sh("b", "exec sleep 100"))
+	// setsid execs vmsup in a new session and process group of its own.
+	vm := vmtest.Start(t, c, vmtest.Options{Wrap: []string{"setsid"}})
+	vm.PID1()
+	vm.WaitFor("all services are ready", 10*time.Second)
+	if err := syscall.Kill(-vm.Cmd.Process.Pid, syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	st := vm.Wait(10 * time.Second)
+	out := vm.Stderr.String()
+	if st != 0 || strings.Contains(out, "second stop request") || strings.Count(out, "stop requested") != 1 {
+		t.Fatalf("status %d, want 0 after one stop request:\n%s", st, out)
+	}
+	vm.AssertClean(time.Second)
 }

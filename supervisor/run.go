@@ -50,10 +50,11 @@ import (
 
 // Exit statuses of `vmsup run` (CONTRACT.md).
 const (
-	ExitGraceful = 0
-	ExitFailed   = 1
-	ExitConfig   = 100
-	ExitTemp     = 111
+	ExitGraceful   = 0
+	ExitFailed     = 1
+	ExitPoweredOff = 3 // the VM ended by itself, cleanly
+	ExitConfig     = 100
+	ExitTemp       = 111
 )
 
 // Options are the flags of `vmsup run`.

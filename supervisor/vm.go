@@ -34,8 +34,9 @@ import (
 //
 //	running  services start in `after` order as their dependencies become
 //	         ready; readiness is announced once every service is ready.
-//	stopping entered on SIGTERM/SIGINT (a 'T' on the control pipe) or when
-//	         a service's on_exit ends the VM. Nothing new starts. With a
+//	stopping entered on SIGTERM/SIGINT (a 'T' on the control pipe), when
+//	         a service's on_exit ends the VM, or when no service is left.
+//	         Nothing new starts. With a
 //	         running VMM: ask the guest to power off, wait for the VMM to
 //	         exit, then send the others their stop_signal. Without one:
 //	         send every service its stop_signal. A deadline of
@@ -46,21 +47,48 @@ import (
 //	done     no service process is left: the service cgroups are removed
 //	         and run returns the status.
 //
-// A service is, in turn: waiting (for `after`), launching (forked; the
-// outcome of exec pending), started, ready, backoff (restart pending),
-// then gone. An exit seen while launching waits for the outcome, which
-// always follows (the outcome pipe closes at exec or at death), so a
-// launch failure is reported as such and not as a bare exit status.
+// A service's states and events; transition (policy.go) is this table,
+// and "Exit status" below says when a service stopped cleanly:
 //
-// Exit status: 0 unless the VM failed. It fails when a service whose
-// on_exit is shutdown ends with a non-zero status or a signal (exit 0 is
-// a clean end: the guest powered off, or a helper saw its VMM go), when a
-// restart service dumps core, when a service cannot be launched, or when
-// anything had to be killed. While stopping, a shutdown service ends
-// cleanly with exit 0, or, once vmsup has sent it a signal (stop_signal,
-// the VMM's power-off signal), with any status or by that signal; any
-// other end fails the VM: a VMM that crashes just after its helper
-// exited 0 (which stopped the VM) is still a crash.
+//	state      event                          next       effect
+//	waiting    its `after` are ready          launching  fork the launcher
+//	waiting    the fork fails                 gone       VM fails, stops
+//	launching  exit reaped                    launching  keep it for the outcome
+//	launching  exec'd, no ready rule          ready      dependents may start
+//	launching  exec'd, a ready rule           started    watch the rule
+//	launching  launch failed (setup, exec)    started    VM fails, stops
+//	           (any of the three, exit kept)             then the kept exit
+//	started    ready rule met                 ready      dependents may start
+//	started,   exit reaped after a failed     gone
+//	ready      launch
+//	           exit, VM killing               gone
+//	           exit, VM stopping              gone       VM fails unless it stopped cleanly
+//	           exit, running, restart         backoff    restart timer (core dump: gone, fails, stops)
+//	           exit, running, ignore          gone       stop if no service is left
+//	           exit, running, shutdown        gone       stops; fails unless exit 0
+//	backoff    timer fires, VM running        launching  fork the launcher
+//	waiting,   VM stops                       gone
+//	backoff
+//
+// The outcome always follows an exit seen while launching (the outcome
+// pipe closes at exec or at the launcher's death), so a launch failure
+// is reported as such and not as a bare exit status; and a service
+// without a ready rule that exits before its outcome is seen is still
+// ready: it was started. A service that cannot be launched fails the VM
+// whatever its on_exit: retrying cannot help, and its dependents would
+// wait forever.
+//
+// Exit status (vmStatus): 1 if the VM failed, else 0 if it stopped on a
+// stop request, else 3 (it ended by itself: the guest powered off). It
+// fails when a service whose on_exit is shutdown ends with a non-zero
+// status or a signal (exit 0 is a clean end: the guest powered off, or a
+// helper saw its VMM go), when a restart service dumps core, when a
+// service cannot be launched, or when anything had to be killed. While
+// stopping, a shutdown service ends cleanly with exit 0, or, once vmsup
+// has sent it a signal (stop_signal, the VMM's power-off signal), with
+// any status or by that signal; any other end fails the VM: a VMM that
+// crashes just after its helper exited 0 (which stopped the VM) is still
+// a crash.
 
 type phase int
 
@@ -135,6 +163,7 @@ type vm struct {
 	phase     phase
 	stops     int
 	failed    bool
+	byItself  bool // the VM began to stop without a stop request
 	announced bool
 	orphaned  bool // the outer stage is gone
 	deadline  *time.Timer
@@ -185,10 +214,7 @@ func (v *vm) run(sigs <-chan os.Signal) int {
 		}
 	}
 	v.teardown()
-	if v.failed {
-		return ExitFailed
-	}
-	return ExitGraceful
+	return vmStatus(v.failed, v.byItself)
 }
 
 func (v *vm) handle(e event) {
@@ -347,23 +373,68 @@ func (v *vm) start(s *service) {
 // launchFailed handles a launcher that could not even be forked.
 func (v *vm) launchFailed(s *service, err error) {
 	logger.Printf("%s: cannot start: %v", s.cfg.Name, err)
-	s.state = gone
-	v.failed = true
-	v.stop()
+	if s.notifyR != nil {
+		s.notifyR.Close()
+		s.notifyR = nil
+	}
+	v.apply(s, transition(s.state, seExecFail, v.facts(s)))
 }
 
+// launched handles the launch outcome.
 func (v *vm) launched(s *service, gen int, err error) {
 	if gen != s.gen || s.state != launching {
 		return
 	}
-	s.launchErr = err
-	s.state = started
+	f := v.facts(s)
+	f.reaped = s.exitSeen != nil
+	e := seExec
 	if err != nil {
+		e, s.launchErr = seExecFail, err
 		logger.Printf("%s: cannot start: %v", s.cfg.Name, err)
-	} else {
+		if s.notifyR != nil {
+			s.notifyR.Close()
+			s.notifyR = nil
+		}
+	}
+	v.apply(s, transition(s.state, e, f))
+}
+
+// facts are what the policy needs to know about s now.
+func (v *vm) facts(s *service) facts {
+	r := s.cfg.Ready
+	return facts{
+		phase:     v.phase,
+		onExit:    s.cfg.OnExit,
+		rule:      r.Socket != "" || r.Exists != "" || r.NotifyFD != 0,
+		sent:      s.sent,
+		launchErr: s.launchErr != nil,
+	}
+}
+
+// apply enters a transition's next state and carries out its effects.
+func (v *vm) apply(s *service, st step) {
+	s.state = st.next
+	if st.why != "" {
+		logger.Printf("%s: %s", s.cfg.Name, st.why)
+	}
+	if st.do&fxFail != 0 {
+		v.failed = true
+	}
+	if st.do&fxWatch != 0 {
 		v.watchReady(s)
 	}
-	if ws := s.exitSeen; ws != nil {
+	if st.do&fxRestart != 0 {
+		v.scheduleRestart(s)
+	}
+	if st.do&fxStop != 0 {
+		v.stop(true)
+	}
+	if st.do&fxReady != 0 {
+		s.everReady = true
+		logger.Printf("%s: ready", s.cfg.Name)
+		v.startEligible()
+	}
+	if ws := s.exitSeen; st.do&fxExit != 0 && ws != nil {
 		s.exitSeen = nil
 		v.exited(s, *ws)
 	}
@@ -401,14 +472,14 @@ func (v *vm) readied(s *service, gen int, err error) {
 		logger.Printf("%s: will never be ready: %v", s.cfg.Name, err)
 		return
 	}
-	s.state = ready
-	s.everReady = true
-	logger.Printf("%s: ready", s.cfg.Name)
-	v.startEligible()
+	v.apply(s, transition(s.state, seReady, v.facts(s)))
 }
 
 // exited applies a service's exit to the VM.
 func (v *vm) exited(s *service, ws unix.WaitStatus) {
+	f := v.facts(s)
+	f.ws = ws
+	st := transition(s.state, seExit, f)
 	if s.state == launching {
 		s.exitSeen = &ws // the launch outcome decides how to report it
 		return
@@ -423,67 +494,20 @@ func (v *vm) exited(s *service, ws unix.WaitStatus) {
 		what = "could not be started"
 	}
 	logger.Printf("%s: %s", s.cfg.Name, what)
-
-	if v.phase != running {
-		s.state = gone
-		if v.phase == stopping && s.cfg.OnExit == config.OnExitShutdown && !s.stoppedCleanly(ws) {
-			logger.Printf("%s: did not stop as asked: the VM failed", s.cfg.Name)
-			v.failed = true
-		}
-		if s == v.vmm && v.phase == stopping {
-			v.signalOthers()
-		}
-		return
+	wasStopping := v.phase == stopping
+	v.apply(s, st)
+	if s == v.vmm && wasStopping {
+		v.signalOthers()
 	}
-	// Exit 0 is a clean end, for the VMM (the guest powered off) and for
-	// a helper alike: virtiofsd, for one, exits 0 when the VMM closes its
-	// vhost-user connection, which can be seen before the VMM's own exit.
-	graceful := s.launchErr == nil && ws.Exited() && ws.ExitStatus() == 0
-	switch s.cfg.OnExit {
-	case config.OnExitRestart:
-		if ws.CoreDump() {
-			logger.Printf("%s: dumped core: not restarting", s.cfg.Name)
-			s.state = gone
-			v.failed = true
-			v.stop()
-			return
-		}
-		v.scheduleRestart(s)
-	case config.OnExitIgnore:
-		s.state = gone
-		if v.finished() {
-			v.stop()
-		}
-	default:
-		s.state = gone
-		if !graceful {
-			v.failed = true
-		}
-		v.stop()
+	if v.phase == running && v.finished() {
+		v.stop(true) // every service ended with on_exit ignore
 	}
 }
 
-// stoppedCleanly: see "Exit status" above.
-func (s *service) stoppedCleanly(ws unix.WaitStatus) bool {
-	switch {
-	case ws.Exited():
-		return ws.ExitStatus() == 0 || s.sent != 0
-	case ws.Signaled() && !ws.CoreDump():
-		return s.sent&(1<<uint(ws.Signal())) != 0
-	}
-	return false
-}
-
-// scheduleRestart restarts s after a back-off: 100 ms doubling up to 30 s;
-// a service that ran for a minute starts the count again.
+// scheduleRestart restarts s after its back-off (see restartDelay).
 func (v *vm) scheduleRestart(s *service) {
-	if time.Since(s.startedAt) > time.Minute {
-		s.restarts = 0
-	}
-	delay := 100 * time.Millisecond << min(s.restarts, 9)
-	delay = min(delay, 30*time.Second)
-	s.restarts++
-	s.state = backoff
+	var delay time.Duration
+	delay, s.restarts = restartDelay(s.restarts, time.Since(s.startedAt))
 	gen := s.gen
 	logger.Printf("%s: restarting in %v", s.cfg.Name, delay)
 	time.AfterFunc(delay, func() { v.send(event{kind: evRestart, svc: s, gen: gen}) })
@@ -495,19 +519,20 @@ func (v *vm) stopRequest() {
 	v.stops++
 	if v.stops == 1 {
 		logger.Print("stop requested")
-		v.stop()
+		v.stop(false)
 		return
 	}
 	logger.Print("second stop request: killing")
 	v.kill()
 }
 
-// stop enters the stopping phase (once).
-func (v *vm) stop() {
+// stop enters the stopping phase (once); byItself: not on request.
+func (v *vm) stop(byItself bool) {
 	if v.phase != running {
 		return
 	}
 	v.phase = stopping
+	v.byItself = byItself
 	d := v.cfg.ShutdownTimeout
 	v.deadline = time.AfterFunc(d, func() { v.send(event{kind: evDeadline}) })
 	for _, s := range v.svcs {
