@@ -12,6 +12,7 @@ import (
 	"vmsup/config"
 	"vmsup/landlock"
 	"vmsup/landlock/pathrule"
+	"vmsup/seccomp"
 	"vmsup/services/launcher"
 )
 
@@ -78,6 +79,13 @@ func NewSpec(s *config.Service, path string, abi int, extraGroup *uint32, umask 
 	}
 	for _, r := range s.Rlimits {
 		sp.Rlimits = append(sp.Rlimits, launcher.Rlimit{Name: r.Name, Resource: r.Resource, Value: r.Value})
+	}
+	filter, err := seccomp.Program(s.Syscalls.Allow)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range filter {
+		sp.Filter = append(sp.Filter, uint64(r))
 	}
 	for _, c := range s.Capabilities {
 		sp.Caps = append(sp.Caps, c.Value)
