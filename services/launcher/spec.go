@@ -51,6 +51,7 @@ type Spec struct {
 	Ruleset  int
 	Rules    []pathrule.Rule
 	HasPaths bool  // landlock_paths restricts the file system
+	TSync    bool  // Landlock ABI 8: enforce on every thread (LANDLOCK_RESTRICT_SELF_TSYNC)
 	Keep     []int // descriptors the service receives besides 0, 1, 2
 	Listen   int   // number of sockets announced in LISTEN_FDS
 	ErrFD    int   // where the launcher reports a failure; close-on-exec
@@ -97,6 +98,7 @@ func (sp *Spec) fields(c *codec) {
 		num(c, &sp.Rules[i].Access)
 	}
 	c.flag(&sp.HasPaths)
+	c.flag(&sp.TSync)
 	nums(c, &sp.Keep)
 	num(c, &sp.Listen)
 	num(c, &sp.ErrFD)
