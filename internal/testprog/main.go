@@ -63,6 +63,8 @@ func main() {
 		linger(dur(os.Args[2]), os.Args[3:])
 	case "syscall-attacks": // syscall-attacks DIR MOUNTDIR HANDLE: see syscalls.go
 		syscallAttacks(os.Args[2], os.Args[3], os.Args[4])
+	case "connect-each": // connect-each PATH...: see connect.go
+		connectEach(os.Args[2:])
 	case "keeper": // keeper DIR: see syscalls.go
 		keeper(os.Args[2])
 	case "fds": // fds: print the open descriptors, then sleep
