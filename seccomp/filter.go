@@ -100,7 +100,7 @@ func Program(allow []string) ([]Raw, error) {
 	var plain []string
 	var conds []sbpf.NameWithConditions
 	for _, n := range names {
-		if n == cloneNS {
+		if nsFlagged[n] {
 			conds = append(conds, sbpf.NameWithConditions{Name: n, Conditions: sbpf.ArgumentConditions{
 				{Argument: 0, Operation: sbpf.BitsSet, Value: cloneNSFlags}}})
 			continue

@@ -18,8 +18,8 @@ var Groups = []Group{
 	{"@mount", "mounting and changing the root: mount tables, new file system instances",
 		[]string{"mount", "umount2", "pivot_root", "move_mount", "open_tree", "fsopen", "fsconfig",
 			"fsmount", "fspick", "mount_setattr"}},
-	{"@namespaces", "new or joined namespaces (clone with CLONE_NEW* flags, unshare, setns)",
-		[]string{"unshare", "setns", cloneNS}},
+	{"@namespaces", "new or joined namespaces (clone and unshare with CLONE_NEW* flags, setns)",
+		[]string{"unshare", "setns", "clone"}},
 	{"@modules", "loading and removing kernel modules",
 		[]string{"init_module", "finit_module", "delete_module"}},
 	{"@kexec", "replacing the running kernel",
@@ -45,12 +45,13 @@ var Groups = []Group{
 			"syslog", "uselib", "ustat", "sysfs", "_sysctl", "lookup_dcookie", "nfsservctl", "vhangup"}},
 }
 
-// cloneNS stands for clone(2) with any CLONE_NEW* flag: the filter
-// matches its flags argument, so plain clone (threads, fork) still works.
-// clone3 passes its flags in memory, which seccomp cannot read; there a
-// user namespace is refused by the launcher's cover and every other
-// namespace needs CAP_SYS_ADMIN.
-const cloneNS = "clone"
+// nsFlagged are the calls refused only with a CLONE_NEW* flag in their
+// first argument: clone for threads and fork, and unshare(CLONE_FS),
+// which virtiofsd calls on every thread, still work. clone3 passes its
+// flags in memory, which seccomp cannot read; there a user namespace is
+// refused by the launcher's cover and every other namespace needs
+// CAP_SYS_ADMIN.
+var nsFlagged = map[string]bool{"clone": true, "unshare": true}
 
 // cloneNSFlags are the namespace flags of clone(2): CLONE_NEWTIME,
 // NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET.
