@@ -67,6 +67,10 @@ func Probe() Report {
 	abi := landlock.ABI()
 	add(landlockScopes(abi))
 	add(landlockFS(abi))
+	for _, f := range landlockLater(abi) {
+		add(f)
+	}
+	add(seccompFilter())
 
 	mount, mountErr := cgroup.FindMount()
 	add(cgroup2(mount.Point, mountErr))

@@ -81,6 +81,13 @@ type Service struct {
 	OnExit         string
 	StopSignal     syscall.Signal
 	VMM            *VMM // nil unless this service runs the VM
+
+	// Syscalls is what the service's seccomp filter lets through
+	// besides the default.
+	Syscalls Syscalls
+	// Connect lists the pathname sockets the service may connect to; nil
+	// when the config has no `connect`.
+	Connect []string
 }
 
 // Capability is a Linux capability number with its CAP_ name.

@@ -333,7 +333,8 @@ func (p *parser) service(v *value, path string, vmUID, vmGID optID) (Service, *s
 	f, ok := p.object(v, path, "name", "argv", "env", "cwd", "uid", "gid", "groups",
 		"capabilities", "private_tmp", "private_shm", "sockets", "devices",
 		"landlock_paths", "limits", "rlimits", "after", "ready", "on_exit",
-		"stop_signal", "vmm", "user_namespaces")
+		"stop_signal", "vmm", "user_namespaces",
+		"syscalls", "connect")
 	if !ok {
 		return s, refs
 	}
@@ -391,6 +392,12 @@ func (p *parser) service(v *value, path string, vmUID, vmGID optID) (Service, *s
 	}
 	if v, path := f.get("user_namespaces"); v != nil {
 		s.UserNamespaces, _ = p.boolean(v, path)
+	}
+	if v, path := f.get("syscalls"); v != nil {
+		s.Syscalls = p.syscalls(v, path)
+	}
+	if v, path := f.get("connect"); v != nil {
+		s.Connect = p.connectList(v, path)
 	}
 
 	var fds []fdRef

@@ -210,6 +210,17 @@ func TestServiceRules(t *testing.T) {
 		{svc: `"user_namespaces":true`, check: func(t *testing.T, vm *VM) { eq(t, svc0(vm).UserNamespaces, true) }},
 		{svc: `"user_namespaces":"yes"`, want: "services[0].user_namespaces: expected boolean, got string"},
 
+		// syscalls, connect
+		{check: func(t *testing.T, vm *VM) { eq(t, len(svc0(vm).Syscalls.Allow), 0) }},
+		{svc: `"syscalls":{"allow":["open_by_handle_at","@bpf"]}`, check: func(t *testing.T, vm *VM) {
+			eq(t, svc0(vm).Syscalls.Allow, []string{"open_by_handle_at", "@bpf"})
+		}},
+		{svc: `"syscalls":{"allow":["read","open_by_handle"]}`, want: `services[0].syscalls.allow[1]: unknown system call "open_by_handle"`},
+		{svc: `"syscalls":{"allow":["@nope"]}`, want: `services[0].syscalls.allow[0]: unknown syscall group "@nope" (groups: @mount, @namespaces, @modules, @kexec, @bpf, @perf, @userfaultfd, @keyring, @file-handles, @swap, @reboot, @clock, @host)`},
+		{svc: `"syscalls":{"deny":[]}`, want: `services[0].syscalls.deny: unknown field`},
+		{svc: `"connect":["/run/vmsup/a/fs.sock"]`, check: func(t *testing.T, vm *VM) { eq(t, svc0(vm).Connect, []string{"/run/vmsup/a/fs.sock"}) }},
+		{svc: `"connect":["fs.sock"]`, want: "services[0].connect[0]: must be an absolute path"},
+
 		// env
 		{check: func(t *testing.T, vm *VM) {
 			if svc0(vm).Env != nil {

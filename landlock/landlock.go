@@ -27,6 +27,22 @@ import (
 // UNIX sockets (Linux 6.12).
 const ScopeABI = 6
 
+// Later ABIs vmsup uses where the kernel has them.
+const (
+	// TSyncABI (Linux 7.0) enforces a domain on every thread of the
+	// caller at once (LANDLOCK_RESTRICT_SELF_TSYNC), where older ABIs
+	// act on the calling thread only.
+	TSyncABI = 8
+	// ResolveUnixABI (Linux 7.1) guards connects to pathname UNIX
+	// sockets (LANDLOCK_ACCESS_FS_RESOLVE_UNIX): a service with
+	// `connect` reaches those sockets and no other.
+	ResolveUnixABI = 9
+	// UDPABI (Linux 7.2) adds UDP bind and connect rights and quiet
+	// rules. vmsup enforces none of them: a service's network is its own
+	// namespace, which a port rule would not narrow further.
+	UDPABI = 10
+)
+
 // ABIMaxEnv caps the ABI that ABI reports. It lets a user (or a test) see
 // how vmsup behaves on an older kernel; it can only make vmsup enforce
 // less or refuse more, never enforce more than the kernel can.
@@ -65,12 +81,14 @@ const (
 
 // versions are go-landlock's presets for each ABI: what a kernel of
 // that ABI can handle. The index is the ABI.
-var versions = []ll.Config{{}, ll.V1, ll.V2, ll.V3, ll.V4, ll.V5, ll.V6, ll.V7}
+var versions = []ll.Config{{}, ll.V1, ll.V2, ll.V3, ll.V4, ll.V5, ll.V6, ll.V7, ll.V8, ll.V9, ll.V10}
 
 // Ruleset builds the Landlock ruleset of one service and returns its
 // descriptor (close-on-exec), or -1 when abi leaves nothing to enforce.
-// It is scoped for signals and abstract sockets when abi allows it, and
-// restricted to paths when paths is not nil; rights this kernel lacks
+// It is scoped for signals and abstract sockets when abi allows it,
+// restricted to paths when paths is not nil, and, when connect is not
+// nil and abi has RESOLVE_UNIX, allows connecting to the pathname sockets
+// in connect and no others; rights this kernel lacks
 // (e.g. truncate before ABI 3) are dropped, as go-landlock's BestEffort
 // does. The supervisor builds it, so the service's launcher only has to
 // enforce it with RestrictSelf.
@@ -79,7 +97,7 @@ var versions = []ll.Config{{}, ll.V1, ll.V2, ll.V3, ll.V4, ll.V5, ll.V6, ll.V7}
 // and /dev/shm, mounted later by the launcher) are returned instead of
 // added: Landlock ties a rule to an inode and ignores the directory a
 // mount covers, so those rules must be added once the mount exists.
-func Ruleset(abi int, paths *Paths, mounts []string) (fd int, later []pathrule.Rule, err error) {
+func Ruleset(abi int, paths *Paths, connect []string, mounts []string) (fd int, later []pathrule.Rule, err error) {
 	if abi <= 0 {
 		return -1, nil, nil
 	}
@@ -91,6 +109,9 @@ func Ruleset(abi int, paths *Paths, mounts []string) (fd int, later []pathrule.R
 	if paths != nil {
 		attr.HandledAccessFS = uint64(v.HandledAccessFS) & (readRights | execRights | writeRights)
 	}
+	if connect != nil {
+		attr.HandledAccessFS |= uint64(v.HandledAccessFS) & llsys.AccessFSResolveUnix
+	}
 	if attr.Scoped == 0 && attr.HandledAccessFS == 0 {
 		return -1, nil, nil
 	}
@@ -98,10 +119,19 @@ func Ruleset(abi int, paths *Paths, mounts []string) (fd int, later []pathrule.R
 	if err != nil {
 		return -1, nil, fmt.Errorf("landlock: create ruleset: %w", err)
 	}
-	if paths == nil {
-		return fd, nil, nil
+	var rules []pathrule.Rule
+	if paths != nil {
+		rules = paths.rules(attr.HandledAccessFS)
 	}
-	for _, r := range paths.rules(attr.HandledAccessFS) {
+	if attr.HandledAccessFS&llsys.AccessFSResolveUnix != 0 {
+		// A rule on each socket itself: the inode vmsup or the serving
+		// service bound. A socket bound again later (its service
+		// restarted) is a new inode this rule does not cover.
+		for _, c := range connect {
+			rules = append(rules, pathrule.Rule{Path: c, Access: llsys.AccessFSResolveUnix})
+		}
+	}
+	for _, r := range rules {
 		if below(r.Path, mounts) {
 			later = append(later, r)
 			continue

@@ -16,6 +16,7 @@ import (
 
 	"vmsup/config"
 	"vmsup/internal/vmtest"
+	"vmsup/seccomp"
 )
 
 // The hostile-service suite: two services with the same uid, red and
@@ -44,6 +45,7 @@ const (
 	bPerf      = "perf_event_paranoid" // 3 (Debian's kernels, the host image's) refuses perf_event_open to unprivileged users
 	bUserNS    = "no user namespaces"  // the cover over / (config: user_namespaces)
 	bKeyring   = "own session keyring" // always a fresh one; not a config choice
+	bSeccomp   = "syscall filter"      // the default seccomp filter (config: syscalls.allow)
 )
 
 type attack struct {
@@ -75,23 +77,23 @@ var attacks = []attack{
 	{"read peer /proc/PID/environ", []string{bLandlock, bTargetCap}, ""},
 	{"open peer /proc/PID/cwd", []string{bLandlock, bTargetCap}, ""},
 	{"compare peer files via kcmp", []string{bLandlock, bTargetCap}, ""},
-	{"count peer CPU time via perf_event_open", []string{bLandlock, bTargetCap, bPerf}, ""},
+	{"count peer CPU time via perf_event_open", []string{bLandlock, bTargetCap, bPerf, bSeccomp}, ""},
 	{"list peer /proc/PID/root/tmp", []string{bLandlock, bTargetCap}, ""},
 	{"read peer /proc/PID/root/tmp secret", []string{bLandlock, bTargetCap}, ""},
 	{"list peer /proc/PID/root/dev/shm", []string{bLandlock, bTargetCap}, ""},
 	{"ptrace PID 1", []string{bLandlock, bRootPID1}, ""},
 	{"list PID 1 descriptors", []string{bLandlock, bRootPID1}, ""},
 
-	{"setns into PID 1 mount namespace", []string{bLandlock, bRootPID1, bCaps}, ""},
-	{"setns into peer mount namespace", []string{bLandlock, bTargetCap, bCaps}, ""},
+	{"setns into PID 1 mount namespace", []string{bLandlock, bRootPID1, bCaps, bSeccomp}, ""},
+	{"setns into peer mount namespace", []string{bLandlock, bTargetCap, bCaps, bSeccomp}, ""},
 
 	{"see peer /tmp secret", []string{bTmp}, ""},
 	{"see peer /dev/shm secret", []string{bTmp}, ""},
 	{"see the VM's /tmp", []string{bTmp}, ""},
-	{"umount own /tmp", []string{bCaps}, ""},
+	{"umount own /tmp", []string{bCaps, bSeccomp}, ""},
 	{"umount private /tmp from a user namespace", []string{bMntLock}, ""},
 
-	{"mount tmpfs", []string{bCaps}, ""},
+	{"mount tmpfs", []string{bCaps, bSeccomp}, ""},
 	{"mknod char device", []string{bCaps}, ""},
 	{"chroot", []string{bCaps}, ""},
 	{"setuid 0", []string{bCaps}, ""},
@@ -111,8 +113,8 @@ var attacks = []attack{
 	{"set peer CPU affinity", []string{bTargetCap}, "same uid: sched_setaffinity(2) may pin such a peer to one CPU; distinct uids stop it"},
 	{"set peer I/O priority", []string{bTargetCap}, "same uid: ioprio_set(2) may lower such a peer's I/O priority; distinct uids stop it"},
 	{"set peer oom_score_adj", nil, "same uid: the peer's /proc/PID/oom_score_adj may be raised, making it the OOM killer's first victim; distinct uids stop it"},
-	{"read peer key in the session keyring", []string{bKeyring}, ""},
-	{"read the supervisor's session keyring", []string{bKeyring}, ""},
+	{"read peer key in the session keyring", []string{bKeyring, bSeccomp}, ""},
+	{"read the supervisor's session keyring", []string{bKeyring, bSeccomp}, ""},
 }
 
 // A run is one VM of the duel with some barriers in place.
@@ -122,6 +124,7 @@ type run struct {
 	tmp       bool     // private /tmp and /dev/shm
 	userns    bool     // "user_namespaces": true for both
 	allCaps   bool     // every capability of the host for both services
+	noFilter  bool     // every syscall group lifted for both
 	present   []string // barriers in place, for both sides
 	blueOnly  []string // barriers in place for blue's attacks only
 }
@@ -170,6 +173,9 @@ func duel(t *testing.T, vmName string, r run) (map[string]map[string]string, map
 		}
 		if caps != nil {
 			s["capabilities"] = caps
+		}
+		if r.noFilter {
+			s["syscalls"] = map[string]any{"allow": seccomp.GroupNames()}
 		}
 		return s
 	}
@@ -299,7 +305,7 @@ func judge(t *testing.T, r run, res map[string]map[string]string) (tried, blocke
 // The known gaps are reported, not hidden.
 func TestHostileSiblings(t *testing.T) {
 	r := run{contained: true, landlock: "required", tmp: true,
-		present:  []string{bLandlock, bRootPID1, bCaps, bCgroup, bTmp, bNNP, bStdio, bMntLock, bHostBound, bUserNS, bKeyring},
+		present:  []string{bLandlock, bRootPID1, bCaps, bCgroup, bTmp, bNNP, bStdio, bMntLock, bHostBound, bUserNS, bKeyring, bSeccomp},
 		blueOnly: []string{bTargetCap}}
 	r.present = append(r.present, sysctlBarriers(t)...)
 	res, status := duel(t, "hostile", r)
@@ -318,12 +324,12 @@ func TestHostileSiblings(t *testing.T) {
 	}
 }
 
-// Control: without Landlock, private /tmp and /dev/shm and the cover
-// that refuses user namespaces, the attacks those stop get through
+// Control: without Landlock, private /tmp and /dev/shm, the syscall
+// filter and the cover that refuses user namespaces, the attacks those stop get through
 // (red's ptrace-class ones only: blue lacks red's capability), and the
 // others stay blocked.
 func TestHostileControlWithoutLandlockAndTmp(t *testing.T) {
-	r := run{landlock: "off", tmp: false, userns: true,
+	r := run{landlock: "off", tmp: false, userns: true, noFilter: true,
 		present:  []string{bRootPID1, bCaps, bCgroup, bNNP, bStdio, bMntLock, bHostBound, bKeyring},
 		blueOnly: []string{bTargetCap}}
 	r.present = append(r.present, sysctlBarriers(t)...)
@@ -332,12 +338,13 @@ func TestHostileControlWithoutLandlockAndTmp(t *testing.T) {
 	t.Logf("control: %d attacks tried, %d blocked", tried, blocked)
 }
 
-// Control: with every capability the host allows (and Landlock off), the
+// Control: with every capability the host allows (Landlock and the
+// syscall filter off), the
 // attacks that capabilities and root-owned files stop get through too;
 // only what no config can remove still holds: no_new_privs, no terminal,
 // locked mounts, the host's bounding set, and private /tmp (kept here).
 func TestHostileControlEveryCapability(t *testing.T) {
-	r := run{landlock: "off", tmp: true, allCaps: true,
+	r := run{landlock: "off", tmp: true, allCaps: true, noFilter: true,
 		present: []string{bTmp, bNNP, bStdio, bMntLock, bKeyring, bUserNS, bHostBound}}
 	if hostHasCap(t, "CAP_SYS_RESOURCE") {
 		r.present = r.present[:len(r.present)-1]

@@ -12,6 +12,7 @@ import (
 	"vmsup/config"
 	"vmsup/landlock"
 	"vmsup/landlock/pathrule"
+	"vmsup/seccomp"
 	"vmsup/services/launcher"
 )
 
@@ -55,8 +56,9 @@ func checkExecutable(p string) error {
 // Landlock rules the supervisor turns into a ruleset for each launch.
 type Spec struct {
 	launcher.Spec
-	abi   int // 0: Landlock off
-	paths *landlock.Paths
+	abi     int // 0: Landlock off
+	paths   *landlock.Paths
+	connect []string // nil: pathname connects are not restricted by Landlock
 }
 
 // NewSpec builds the launch spec of s. abi is the Landlock ABI to
@@ -79,6 +81,13 @@ func NewSpec(s *config.Service, path string, abi int, extraGroup *uint32, umask 
 	for _, r := range s.Rlimits {
 		sp.Rlimits = append(sp.Rlimits, launcher.Rlimit{Name: r.Name, Resource: r.Resource, Value: r.Value})
 	}
+	filter, err := seccomp.Program(s.Syscalls.Allow)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range filter {
+		sp.Filter = append(sp.Filter, uint64(r))
+	}
 	for _, c := range s.Capabilities {
 		sp.Caps = append(sp.Caps, c.Value)
 	}
@@ -86,6 +95,8 @@ func NewSpec(s *config.Service, path string, abi int, extraGroup *uint32, umask 
 		sp.paths = &landlock.Paths{Read: s.Landlock.Read, Write: s.Landlock.Write, Execute: s.Landlock.Execute}
 		sp.HasPaths = abi > 0
 	}
+	sp.connect = s.Connect
+	sp.TSync = abi >= landlock.TSyncABI
 	if sp.Cwd == "" {
 		sp.Cwd = "/"
 	}
@@ -127,7 +138,7 @@ func (sp *Spec) ruleset() (int, []pathrule.Rule, error) {
 	if sp.Shm > 0 {
 		mounts = append(mounts, "/dev/shm")
 	}
-	return landlock.Ruleset(sp.abi, sp.paths, mounts)
+	return landlock.Ruleset(sp.abi, sp.paths, sp.connect, mounts)
 }
 
 // lastCap is the highest capability number this kernel knows.

@@ -26,18 +26,25 @@ const (
 	guestCPUs      = 1
 )
 
-// TestHostImage builds the host image, boots it under TCG and passes
-// only if every in-guest test the steps list passed. The whole serial
-// console is kept in ConsoleLog for reading afterwards.
-func TestHostImage(t *testing.T) {
+// TestHostImage builds the host image, boots it under TCG with Debian
+// trixie's Linux 6.12 and passes only if every in-guest test the steps
+// list passed. The whole serial console is kept in ConsoleLog for
+// reading afterwards.
+func TestHostImage(t *testing.T) { hostImage(t, "trixie") }
+
+// TestHostImageLinux72 is the same tier on Debian sid's Linux 7.2:
+// Landlock ABI 10, where TSYNC and RESOLVE_UNIX (`connect`) are enforced.
+func TestHostImageLinux72(t *testing.T) { hostImage(t, "sid") }
+
+func hostImage(t *testing.T, suite string) {
 	vmtest.RequireRoot(t)
 	start := time.Now()
 	if err := guest.RequireHostTools(); err != nil {
 		t.Fatal(err)
 	}
-	kdir, err := guest.Kernel()
+	kdir, err := guest.KernelOf(suite)
 	if err != nil {
-		t.Fatalf("guest kernel (scripts/fetch-guest-kernel): %v", err)
+		t.Fatalf("guest kernel (scripts/fetch-guest-kernel, suite %s): %v", suite, err)
 	}
 	img, err := Build(t.TempDir(), kdir)
 	if err != nil {
@@ -45,7 +52,7 @@ func TestHostImage(t *testing.T) {
 	}
 	built := time.Since(start)
 
-	logPath := consoleLog()
+	logPath := consoleLog(suite)
 	logf, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
@@ -119,9 +126,12 @@ func TestHostImage(t *testing.T) {
 }
 
 // consoleLog is where the guest's serial console is kept: one file per
-// VMSUP_TEST_TAG, overwritten by each run.
-func consoleLog() string {
+// kernel and VMSUP_TEST_TAG, overwritten by each run.
+func consoleLog(suite string) string {
 	name := "/var/tmp/vmsup-hostimage"
+	if suite != "trixie" {
+		name += "-" + suite
+	}
 	if tag := os.Getenv("VMSUP_TEST_TAG"); tag != "" {
 		name += "-" + tag
 	}

@@ -69,6 +69,7 @@ var Binaries = []Binary{
 	{Name: "check.test", Package: "./check", Test: true},
 	{Name: "hostimage.test", Package: "./e2e/hostimage", Test: true, Tags: "hostimage"},
 	{Name: "services.test", Package: "./services", Test: true},
+	{Name: "launcher.test", Package: "./services/launcher", Test: true},
 	{Name: "supervisor.test", Package: "./supervisor", Test: true},
 }
 
@@ -92,6 +93,7 @@ var Steps = []Step{
 	{Name: "hostimage", Binary: "hostimage.test", Timeout: 3 * time.Minute,
 		Run: "^Test(CheckReport|ControllerDisabledInParent|MemoryMaxChargesTmpfs|PidsMaxContainsForkStorm|LimitsReadBack)$"},
 	{Name: "services", Binary: "services.test", Run: "^Test", Timeout: 3 * time.Minute},
+	{Name: "launcher", Binary: "launcher.test", Run: "^TestLandlockThreads$", Timeout: time.Minute},
 	{Name: "supervisor", Binary: "supervisor.test", Timeout: 3 * time.Minute,
 		Run: "^Test(LimitController|Rlimits|PID1AndReaping|Stop|AbruptDeath|StaleStateCleaned|FailingServiceEndsVM)$"},
 	{Name: "leftovers", Binary: "hostimage.test", Run: "^TestNoCgroupLeft$", Timeout: time.Minute},

@@ -145,7 +145,11 @@ func isVmsupRoot(dir string) bool {
 // it holds vmlinuz, config, kver, package and modules/ (see the script). The
 // first call may download the kernel (~35 MB); later calls are instant.
 // Errors carry the script's stderr.
-func Kernel() (string, error) {
+func Kernel() (string, error) { return KernelOf("trixie") }
+
+// KernelOf is Kernel for a Debian suite the script knows: "trixie"
+// (Linux 6.12) or "sid" (Linux 7.2).
+func KernelOf(suite string) (string, error) {
 	root, err := ModuleRoot()
 	if err != nil {
 		return "", err
@@ -153,6 +157,7 @@ func Kernel() (string, error) {
 	script := filepath.Join(root, "scripts", "fetch-guest-kernel")
 	var stdout, stderr bytes.Buffer
 	cmd := exec.Command(script)
+	cmd.Env = append(os.Environ(), "VMSUP_KERNEL_SUITE="+suite)
 	cmd.Stdout = &stdout
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {

@@ -61,6 +61,12 @@ func main() {
 		dial(os.Args[2])
 	case "linger": // linger DELAY: see linger.go
 		linger(dur(os.Args[2]), os.Args[3:])
+	case "syscall-attacks": // syscall-attacks DIR MOUNTDIR HANDLE: see syscalls.go
+		syscallAttacks(os.Args[2], os.Args[3], os.Args[4])
+	case "connect-each": // connect-each PATH...: see connect.go
+		connectEach(os.Args[2:])
+	case "keeper": // keeper DIR: see syscalls.go
+		keeper(os.Args[2])
 	case "fds": // fds: print the open descriptors, then sleep
 		fmt.Println("fds", strings.Join(openFDs(), " "))
 		fmt.Println("env", strings.Join(os.Environ(), " "))

@@ -18,7 +18,7 @@ type Rule struct {
 // FileAccess are the rights a rule on a file (not a directory) may
 // carry: the kernel rejects directory rights such as make_reg on one.
 const FileAccess = uint64(llsys.AccessFSExecute | llsys.AccessFSWriteFile | llsys.AccessFSReadFile |
-	llsys.AccessFSTruncate | llsys.AccessFSIoctlDev)
+	llsys.AccessFSTruncate | llsys.AccessFSIoctlDev | llsys.AccessFSResolveUnix)
 
 // Add adds r to the ruleset fd, limited to FileAccess when r.Path is not
 // a directory. A path that does not exist is an error: the config

@@ -22,7 +22,8 @@ import (
 //  5. credentials and capabilities, on this same thread, then a session
 //     keyring of the service's own;
 //  6. working directory as the service's user, so it must be reachable by it;
-//  7. execve.
+//  7. the seccomp filter, last, since it refuses keyctl and friends;
+//  8. execve.
 //
 // Everything from 4 on acts on the calling thread only, which is locked
 // and is the thread that calls execve: execve keeps only its state and
@@ -66,6 +67,9 @@ func run(sp *Spec) error {
 	}
 	if err := syscall.Chdir(sp.Cwd); err != nil {
 		return wrap("cwd "+sp.Cwd, err)
+	}
+	if err := loadFilter(sp.Filter); err != nil {
+		return err
 	}
 	env := sp.Env
 	if sp.Listen > 0 {

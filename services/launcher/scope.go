@@ -25,7 +25,15 @@ func restrict(sp *Spec) error {
 			return wrap("landlock: rule on "+r.Path, err)
 		}
 	}
-	if err := llsys.LandlockRestrictSelf(sp.Ruleset, 0); err != nil {
+	// With TSYNC (ABI 8) the Go runtime's other threads of the launcher
+	// enter the domain too, so no thread of this process is ever outside
+	// it; before ABI 8 only this one does, which is the thread that
+	// execs, and execve ends the others.
+	var flags uint32
+	if sp.TSync {
+		flags = llsys.FlagRestrictSelfTSync
+	}
+	if err := llsys.LandlockRestrictSelf(sp.Ruleset, flags); err != nil {
 		return wrap("landlock_restrict_self", err)
 	}
 	return nil

@@ -5,7 +5,7 @@
 // ruleset, already at their final numbers; Exec then runs one linear
 // sequence (descriptors, private /tmp and /dev/shm, the cover that
 // refuses user namespaces, rlimits, Landlock, credentials and
-// capabilities, a session keyring, working directory) ending in execve
+// capabilities, a session keyring, working directory, the seccomp filter) ending in execve
 // of the service.
 //
 // It is a binary of its own, not a mode of vmsup, because it starts once
@@ -51,10 +51,14 @@ type Spec struct {
 	Ruleset  int
 	Rules    []pathrule.Rule
 	HasPaths bool  // landlock_paths restricts the file system
+	TSync    bool  // Landlock ABI 8: enforce on every thread (LANDLOCK_RESTRICT_SELF_TSYNC)
 	Keep     []int // descriptors the service receives besides 0, 1, 2
 	Listen   int   // number of sockets announced in LISTEN_FDS
 	ErrFD    int   // where the launcher reports a failure; close-on-exec
 	Umask    int
+	// Filter is the seccomp program, one sock_filter per number (code,
+	// jt, jf, k from the high bits down); empty for none.
+	Filter []uint64
 }
 
 // Rlimit is one resource limit, set as both soft and hard limit.
@@ -94,10 +98,12 @@ func (sp *Spec) fields(c *codec) {
 		num(c, &sp.Rules[i].Access)
 	}
 	c.flag(&sp.HasPaths)
+	c.flag(&sp.TSync)
 	nums(c, &sp.Keep)
 	num(c, &sp.Listen)
 	num(c, &sp.ErrFD)
 	num(c, &sp.Umask)
+	nums(c, &sp.Filter)
 }
 
 // Encode returns the Spec as the value of SpecEnv.
