@@ -23,6 +23,7 @@ import (
 // the limits need from the root down, creates and marks the VMs' parent,
 // and memory, pids and cpu limits reach the service's cgroup.
 func TestBareHostLimits(t *testing.T) {
+	requirePID1(t, "s6-svscan")
 	if sub, err := cgroup.Read("/sys/fs/cgroup", "cgroup.subtree_control"); err != nil || sub != "" {
 		t.Fatalf("the root's cgroup.subtree_control is %q (%v): the init must enable nothing, vmsup is what this test proves", sub, err)
 	}
@@ -56,6 +57,7 @@ func TestBareHostLimits(t *testing.T) {
 // A VM's parent found with a controller not enabled for its children
 // (the others are): vmsup enables it there, and the limit is applied.
 func TestControllerEnabledInParent(t *testing.T) {
+	requirePID1(t, "s6-svscan")
 	all := []string{"cpu", "memory", "pids"}
 	for _, tc := range []struct {
 		controller, file, want string
@@ -101,6 +103,7 @@ func TestControllerEnabledInParent(t *testing.T) {
 // holds a process: "no internal processes") is 111 naming that file, and
 // the process and the parent are left as they were.
 func TestControllerWriteRefused(t *testing.T) {
+	requirePID1(t, "s6-svscan")
 	parent := "/sys/fs/cgroup/hostimage-busy"
 	if err := os.Mkdir(parent, 0o755); err != nil {
 		t.Fatal(err)
