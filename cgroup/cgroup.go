@@ -8,8 +8,10 @@
 // and the binary 7.5 MB larger, for a dozen file writes.
 //
 // Rules kept here:
-//   - vmsup writes only to cgroups it created (it may enable controllers in
-//     an ancestor it created itself, never in one it found);
+//   - vmsup removes only cgroups it created (the caller checks the VM
+//     cgroup's mark, see package owned), never below a mount point; the
+//     only writes to cgroups it did not create are the controllers the
+//     limits need, in the ancestors' cgroup.subtree_control;
 //   - "no internal processes": the VM directory holds no process, so the
 //     supervisor sits in a leaf of its own;
 //   - teardown is cgroup.kill, then waiting for "populated 0" in
@@ -26,6 +28,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"vmsup/owned"
 )
 
 // Controllers lists the controllers available to the cgroup at dir
@@ -157,19 +161,36 @@ func Destroy(dir string, timeout time.Duration) error {
 	return removeTree(dir, timeout)
 }
 
-// removeTree rmdirs dir's child cgroups, then dir.
+// removeTree rmdirs dir's child cgroups, then dir. It never descends
+// into something mounted on a child (which only CAP_SYS_ADMIN can do):
+// that child is left, and named in the error.
 func removeTree(dir string, timeout time.Duration) error {
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
+	fd, err := unix.Open(dir, unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOENT) {
 		return nil
 	} else if err != nil {
+		return fmt.Errorf("open %s: %w", dir, err)
+	}
+	f := os.NewFile(uintptr(fd), dir)
+	defer f.Close()
+	entries, err := f.ReadDir(-1)
+	if err != nil {
 		return err
 	}
 	for _, e := range entries {
-		if e.IsDir() {
-			if err := removeTree(filepath.Join(dir, e.Name()), timeout); err != nil {
-				return err
+		if !e.IsDir() {
+			continue
+		}
+		sub, err := owned.OpenBeneath(fd, e.Name())
+		if err != nil {
+			if errors.Is(err, unix.ENOENT) {
+				continue
 			}
+			return fmt.Errorf("%s/%s: %w: left in place", dir, e.Name(), err)
+		}
+		unix.Close(sub)
+		if err := removeTree(filepath.Join(dir, e.Name()), timeout); err != nil {
+			return err
 		}
 	}
 	return rmdir(dir, timeout)

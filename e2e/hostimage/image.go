@@ -91,7 +91,7 @@ type Step struct {
 var Steps = []Step{
 	{Name: "check", Binary: "check.test", Run: "^Test", Timeout: 2 * time.Minute},
 	{Name: "hostimage", Binary: "hostimage.test", Timeout: 3 * time.Minute,
-		Run: "^Test(CheckReport|ControllerDisabledInParent|MemoryMaxChargesTmpfs|PidsMaxContainsForkStorm|LimitsReadBack)$"},
+		Run: "^Test(BareHostLimits|CheckReport|ControllerEnabledInParent|ControllerWriteRefused|MemoryMaxChargesTmpfs|PidsMaxContainsForkStorm|LimitsReadBack)$"},
 	{Name: "services", Binary: "services.test", Run: "^Test", Timeout: 3 * time.Minute},
 	{Name: "launcher", Binary: "launcher.test", Run: "^TestLandlockThreads$", Timeout: time.Minute},
 	{Name: "supervisor", Binary: "supervisor.test", Timeout: 3 * time.Minute,

@@ -4,7 +4,6 @@ package hostimage
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -135,54 +134,6 @@ func TestLimitsReadBack(t *testing.T) {
 	}
 	if st := vm.stop(30 * time.Second); st != 0 {
 		t.Errorf("vmsup exited %d after s6-svc -d, want 0", st)
-	}
-}
-
-// A limit whose controller the VM's parent does not enable for its
-// children (cgroup.subtree_control), although the kernel has it, is
-// refused with 111 naming the controller, and nothing is left.
-func TestControllerDisabledInParent(t *testing.T) {
-	all := []string{"cpu", "memory", "pids"}
-	for _, tc := range []struct {
-		controller string
-		limits     map[string]any
-	}{
-		{"memory", map[string]any{"memory_max": "64M"}},
-		{"pids", map[string]any{"pids_max": 64}},
-		{"cpu", map[string]any{"cpu_weight": 100}},
-	} {
-		t.Run(tc.controller, func(t *testing.T) {
-			parent := "/sys/fs/cgroup/hostimage-no-" + tc.controller
-			if err := os.Mkdir(parent, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() {
-				if err := os.Remove(parent); err != nil {
-					t.Errorf("remove %s: %v", parent, err)
-				}
-			})
-			var others []string
-			for _, o := range all {
-				if o != tc.controller {
-					others = append(others, o)
-				}
-			}
-			if err := cgroup.Enable(parent, others); err != nil {
-				t.Fatal(err)
-			}
-			if have, _ := cgroup.Controllers(parent); !contains(have, tc.controller) {
-				t.Fatalf("%s/cgroup.controllers lacks %s: the kernel offers it here", parent, tc.controller)
-			}
-			c := newConfig(t, parent, "no-"+tc.controller,
-				map[string]any{"name": "a", "argv": []string{"/bin/sleep", "3600"}, "limits": tc.limits})
-			vm := startS6(t, c, false)
-			if st := vm.waitDown(30 * time.Second); st != 111 {
-				t.Fatalf("vmsup exited %d, want 111", st)
-			}
-			want := fmt.Sprintf("cgroup controller %s is needed by limits but not available in %s: enable it in %s/cgroup.subtree_control",
-				tc.controller, vm.Cgroup, parent)
-			vm.waitLog(want, 10*time.Second)
-		})
 	}
 }
 

@@ -9,8 +9,9 @@ import (
 
 // InitScript is the image's /init: the minimal early init of a
 // Spectrum-like host. It mounts what s6 and vmsup need, makes cgroup v2
-// the only hierarchy with every controller enabled for the root's
-// children, sets up the scan directory on the /run tmpfs and hands PID 1
+// the only hierarchy and enables no controller (a bare host: vmsup
+// enables what the limits need, TestBareHostLimits), sets up the scan
+// directory on the /run tmpfs and hands PID 1
 // to s6-svscan. A failing step prints GUEST-FAIL and powers off.
 const InitScript = `#!/bin/sh
 export PATH=/usr/bin:/usr/sbin:/bin:/sbin
@@ -27,11 +28,6 @@ mount -t securityfs -o nosuid,nodev,noexec securityfs /sys/kernel/security || fa
 mount -t tmpfs -o nosuid,nodev,mode=0755 tmpfs /run || fail "mount /run"
 mkdir -p /dev/pts /dev/shm /var/tmp && chmod 1777 /var/tmp /tmp || fail "mkdir"
 mount -t tmpfs -o nosuid,nodev,mode=1777 tmpfs /dev/shm || fail "mount /dev/shm"
-for c in $(cat /sys/fs/cgroup/cgroup.controllers); do
-	echo "+$c" >/sys/fs/cgroup/cgroup.subtree_control || fail "enable the $c controller"
-done
-mkdir ` + ParentCgroup + ` || fail "mkdir ` + ParentCgroup + `"
-echo "+cpu +memory +pids" >` + ParentCgroup + `/cgroup.subtree_control || fail "controllers of ` + ParentCgroup + `"
 cp -a ` + services + ` ` + ScanDir + ` || fail "scan directory"
 echo "` + MarkerInit + ` $(cut -d' ' -f1 /proc/uptime) $(uname -r) controllers: $(cat /sys/fs/cgroup/cgroup.subtree_control)"
 exec s6-svscan ` + ScanDir + `
