@@ -139,6 +139,9 @@ func TestBadInputTable(t *testing.T) {
 			c := vmtest.NewConfig(t, "bad-"+r.name, sh("a", "exec sleep 100"))
 			r.edit(c)
 			cfg := c.Write(t)
+			lock := supervisor.ClaimPath(c["name"].(string), c["cgroup"].(string))
+			os.Remove(lock) // one an earlier run left: lock files stay
+
 			st, out := runOnce(t, 10*time.Second, "run", cfg)
 			if want := "vmsup: config: " + r.want + "\n"; st != 100 || out != want {
 				t.Errorf("run: status %d, want 100 and\n%s got\n%s", st, want, out)
@@ -158,7 +161,7 @@ func TestBadInputTable(t *testing.T) {
 			if l := left.Leftovers(); len(l) > 0 {
 				t.Errorf("left behind: %v", l)
 			}
-			if _, err := os.Stat(supervisor.ClaimPath(c["name"].(string), c["cgroup"].(string))); err == nil {
+			if _, err := os.Stat(lock); err == nil {
 				t.Error("the VM's lock file was created: the claim came before the checks")
 			}
 		})
