@@ -130,6 +130,10 @@ func TestBadInputTable(t *testing.T) {
 			delete(c, "gid")
 			c["services"] = []map[string]any{svc(map[string]any{"gid": 65534, "vmm": map[string]any{"qmp": rd(c) + "/qmp.sock"}})}
 		}, "services[0].vmm.qmp: the service (uid 65534) creates this socket, but it cannot write to runtime_dir: set the VM-level \"gid\" (the runtime dir is then writable by that group, which every service has)", false},
+		{"ready-socket-unwritable", func(c vmtest.Config) {
+			delete(c, "gid")
+			c["services"] = []map[string]any{svc(map[string]any{"gid": 65534, "ready": map[string]any{"socket": rd(c) + "/up.sock"}})}
+		}, "services[0].ready.socket: the service (uid 65534) creates this socket, but it cannot write to runtime_dir: set the VM-level \"gid\" (the runtime dir is then writable by that group, which every service has)", false},
 		{"rlimit-above-hard", func(c vmtest.Config) {
 			c["services"] = []map[string]any{svc(map[string]any{"rlimits": map[string]any{"nofile": over}})}
 		}, fmt.Sprintf("services[0].rlimits.nofile: %d is above the hard limit %d, and vmsup lacks CAP_SYS_RESOURCE to raise it", over, nofile.Max), false},

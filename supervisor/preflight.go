@@ -199,10 +199,22 @@ func serviceProblems(vm *config.VM, i int, add func(path, format string, args ..
 		}
 		if why := socketInRuntimeDir(vm.RuntimeDir, own.path); why != "" {
 			add(at("%s", own.field), "%s", why)
-		} else if filepath.Dir(own.path) == vm.RuntimeDir && vm.GID == nil && s.UID != 0 && own.field == "vmm.qmp" {
+		} else if filepath.Dir(own.path) == vm.RuntimeDir && vm.GID == nil && s.UID != 0 && !boundByVmsup(vm, own.path) {
 			add(at("%s", own.field), "the service (uid %d) creates this socket, but it cannot write to runtime_dir: set the VM-level \"gid\" (the runtime dir is then writable by that group, which every service has)", s.UID)
 		}
 	}
+}
+
+// boundByVmsup says whether path is one of the sockets vmsup binds.
+func boundByVmsup(vm *config.VM, path string) bool {
+	for _, s := range vm.Services {
+		for _, so := range s.Sockets {
+			if so.Path == path {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func vmmQMP(s *config.Service) string {
