@@ -29,13 +29,11 @@
 package supervisor
 
 import (
-	"errors"
 	"fmt"
 	"log"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -43,9 +41,7 @@ import (
 
 	"vmsup/cgroup"
 	"vmsup/config"
-	"vmsup/landlock"
 	"vmsup/s6"
-	"vmsup/services"
 )
 
 // Exit statuses of `vmsup run` (CONTRACT.md).
@@ -185,72 +181,6 @@ func load(path string) ([]byte, *config.VM, int) {
 		return nil, nil, ExitConfig
 	}
 	return raw, vm, 0
-}
-
-// preflighted holds what preflight derived from the host.
-type preflighted struct {
-	cgroup string
-	paths  []string // resolved argv[0] per service
-	abi    int      // Landlock ABI to enforce with; 0 = off
-}
-
-// preflight checks everything that can be checked without changing the
-// host, so that a config or host problem leaves nothing behind.
-func preflight(vm *config.VM) (*preflighted, int, error) {
-	pf := &preflighted{}
-	var problems []string
-	for i := range vm.Services {
-		p, err := services.Resolve(&vm.Services[i])
-		if err != nil {
-			problems = append(problems, fmt.Sprintf("config: services[%d].argv[0]: %v", i, err))
-		}
-		pf.paths = append(pf.paths, p)
-	}
-	for i, b := range vm.Mount.Binds {
-		for _, p := range []struct{ field, path string }{{"source", b.Source}, {"target", b.Target}} {
-			if _, err := os.Stat(p.path); err != nil {
-				problems = append(problems, fmt.Sprintf("config: mount.binds[%d].%s: %v", i, p.field, err))
-			}
-		}
-	}
-	for i, p := range vm.Mount.ReadonlyPaths {
-		if _, err := os.Stat(p); err != nil {
-			problems = append(problems, fmt.Sprintf("config: mount.readonly_paths[%d]: %v", i, err))
-		}
-	}
-	// Like a missing binary: the config names what is not there.
-	for i, s := range vm.Services {
-		for j, d := range s.Devices {
-			if _, err := os.Stat(d.Path); err != nil {
-				problems = append(problems, fmt.Sprintf("config: services[%d].devices[%d].path: %v", i, j, err))
-			}
-		}
-	}
-	if len(problems) > 0 {
-		return nil, ExitConfig, errors.New(strings.Join(problems, "\n"))
-	}
-
-	if _, err := services.LauncherPath(); err != nil {
-		return nil, ExitTemp, err
-	}
-
-	switch vm.Landlock {
-	case config.LandlockRequired, config.LandlockBestEffort:
-		pf.abi = landlock.ABI()
-		if miss := landlock.Missing(pf.abi); miss != "" {
-			if vm.Landlock == config.LandlockRequired {
-				return nil, ExitTemp, fmt.Errorf(`landlock is required but %s; set "landlock": "best-effort" to run without it`, miss)
-			}
-			logger.Printf("landlock best-effort: %s", miss)
-		}
-	}
-
-	dir, err := vmCgroupDir(vm)
-	if err != nil {
-		return nil, ExitTemp, err
-	}
-	pf.cgroup = dir
-	return pf, 0, nil
 }
 
 // vmCgroupDir is the VM's cgroup: as configured, or

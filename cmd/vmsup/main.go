@@ -79,7 +79,10 @@ func cli(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprint(stderr, usage)
 			return supervisor.ExitConfig
 		}
-		_, errs := config.Load(fs.Arg(0))
+		vm, errs := config.Load(fs.Arg(0))
+		if vm != nil {
+			errs = supervisor.Problems(vm)
+		}
 		for _, e := range errs {
 			fmt.Fprintln(stdout, e)
 		}

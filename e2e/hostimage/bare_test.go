@@ -100,8 +100,9 @@ func TestControllerEnabledInParent(t *testing.T) {
 }
 
 // A refused write to an ancestor's cgroup.subtree_control (a parent that
-// holds a process: "no internal processes") is 111 naming that file, and
-// the process and the parent are left as they were.
+// holds a process cannot enable a domain controller such as memory: "no
+// internal processes") is 111 naming that file, and the process and the
+// parent are left as they were.
 func TestControllerWriteRefused(t *testing.T) {
 	requirePID1(t, "s6-svscan")
 	parent := "/sys/fs/cgroup/hostimage-busy"
@@ -111,12 +112,12 @@ func TestControllerWriteRefused(t *testing.T) {
 	t.Cleanup(func() { os.Remove(parent) })
 	sleeper := startIn(t, parent)
 	c := newConfig(t, parent, "busy-parent",
-		map[string]any{"name": "a", "argv": []string{"/bin/sleep", "3600"}, "limits": map[string]any{"pids_max": 8}})
+		map[string]any{"name": "a", "argv": []string{"/bin/sleep", "3600"}, "limits": map[string]any{"memory_max": "64M"}})
 	vm := startS6(t, c, false)
 	if st := vm.waitDown(30 * time.Second); st != 111 {
 		t.Fatalf("vmsup exited %d, want 111", st)
 	}
-	vm.waitLog(`cgroup: write "+pids" to `+parent+`/cgroup.subtree_control: device or resource busy`, 10*time.Second)
+	vm.waitLog(`cgroup: write "+memory" to `+parent+`/cgroup.subtree_control: device or resource busy`, 10*time.Second)
 	if err := unix.Kill(sleeper, 0); err != nil {
 		t.Errorf("the parent's process is gone: %v", err)
 	}
