@@ -74,12 +74,17 @@ const ctlStop = 'T'
 // supervisor's leaf.
 const ctlGo = 'G'
 
+// ctlDone on the control pipe answers PID 1's status (see handBack): the
+// outer stage has removed the VM's cgroup and runtime directory.
+const ctlDone = 'D'
+
 // Descriptors the inner stage receives.
 const (
 	fdConfig  = 3
 	fdControl = 4
 	fdOuter   = 5 // a pidfd of the outer stage
-	fdNotify  = 6
+	fdStatus  = 6 // PID 1 writes the VM's status here (handBack)
+	fdNotify  = 7
 )
 
 // cleanupTimeout bounds waiting for a killed cgroup to empty.
@@ -134,12 +139,15 @@ func Run(o Options) int {
 		destroyVM(vm, cg)
 		return ExitTemp
 	}
-	status = in.wait(stops)
+	status, reported := in.wait(stops)
 	if err := destroyVM(vm, cg); err != nil {
 		logger.Print(err)
 		if status == ExitGraceful {
 			status = ExitTemp
 		}
+	}
+	if reported {
+		in.release()
 	}
 	return status
 }
