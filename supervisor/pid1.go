@@ -28,7 +28,7 @@ import (
 // wait for the VM to be handed over and lock it; watch the control pipe;
 // shape the mount namespace; bind the services' sockets and open their
 // devices; create the service cgroups with their limits. Then the event
-// loop runs the VM (see vm.go).
+// loop runs the VM (see vm.go), and PID 1 hands it back (handBack).
 func Init() int {
 	unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&[]byte("vmsup-pid1\x00")[0])), 0, 0, 0)
 	sigs := make(chan os.Signal, 16)

@@ -23,8 +23,11 @@
 // kernel closes the write end and the inner stage reads end of file. It
 // then kills every service, removes the VM's cgroups and runtime directory
 // and exits, which makes the kernel remove every process and mount left.
-// Conversely, when the inner stage ends (or is killed), the outer stage
-// removes whatever it left. Each stage cleans up after the other; a later
+// Conversely, when the inner stage has stopped the VM (it then reports
+// the status on a pipe of its own and waits, out of the VM's cgroup,
+// until the outer stage has removed the VM, and removes it itself if the
+// outer stage dies meanwhile) or is killed, the outer stage removes
+// whatever it left. Each stage cleans up after the other; a later
 // start cleans up after both.
 package supervisor
 
