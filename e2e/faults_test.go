@@ -66,6 +66,15 @@ import (
 //	                on (and ends with 0 when stopped); stopping: not
 //	                restarted, exit 0
 //
+// One more cell, group-kill, is what a shutdown's kill-all does: many
+// VMs (VMSUP_FAULT_GROUP_VMS, default 30) started at once by one parent
+// shell, all in one process group; at a random moment while they start
+// (or once they run) the whole group gets SIGTERM and the parent dies
+// (SIGKILL), in a random order a random moment apart. Every vmsup then
+// dies with its parent (its death signal) after forwarding the stop or
+// not; nothing of any VM may be left 1 s after the last signal.
+// VMSUP_FAULT_GROUP_ITER iterations (default 4), within the cell budget.
+//
 // Iterations: VMSUP_FAULT_ITER per cell (default 20), VMSUP_FAULT_QEMU_ITER
 // per vmm-qemu cell (default 2), each cell bounded by VMSUP_FAULT_BUDGET
 // (default 20s, ten times that for a vmm-qemu cell; a cell stops early
@@ -144,6 +153,7 @@ func TestFaultMatrix(t *testing.T) {
 			}
 		})
 	}
+	t.Run("group-kill", m.groupCell)
 	t.Logf("fault matrix: %d cells, %d iterations\n%s", m.cells, m.total, strings.Join(m.rows, "\n"))
 }
 
@@ -600,5 +610,141 @@ func (m *faultMatrix) randDur(d time.Duration) time.Duration {
 func sleepUntil(at time.Time) {
 	if d := time.Until(at); d > 0 {
 		time.Sleep(d)
+	}
+}
+
+// groupCell is the group-kill cell (see the top of this file).
+func (m *faultMatrix) groupCell(t *testing.T) {
+	n, vms := envInt(t, "VMSUP_FAULT_GROUP_ITER", 4), envInt(t, "VMSUP_FAULT_GROUP_VMS", 30)
+	deadline := time.Now().Add(2 * m.budget)
+	var done, readyMin, readyMax int
+	var worst time.Duration
+	readyMin = vms
+	for done < n && (done == 0 || time.Now().Before(deadline)) {
+		clean, ready := m.groupOnce(t, done, vms)
+		if t.Failed() {
+			t.FailNow()
+		}
+		done++
+		worst, readyMin, readyMax = max(worst, clean), min(readyMin, ready), max(readyMax, ready)
+	}
+	row := fmt.Sprintf("%-15s %-8s %4d iterations of %d VMs (%d-%d of them ready before the signals), group SIGTERM + parent SIGKILL to nothing left: max %v",
+		"group-kill", "any", done, vms, readyMin, readyMax, worst.Round(time.Millisecond))
+	t.Log(row)
+	m.rows = append(m.rows, row)
+	m.cells++
+	m.total += done
+}
+
+// groupOnce starts vms VMs from one shell in a process group of its
+// own, signals the group and kills the shell at random moments, and
+// returns the time from the last signal to nothing left, and how many
+// VMs had announced readiness (before the stop: a stopping VM does not).
+func (m *faultMatrix) groupOnce(t *testing.T, iter, vms int) (time.Duration, int) {
+	bin := vmtest.Bin(t, "vmsup")
+	os.MkdirAll(vmtest.RunDir(), 0o755)
+	var all []*vmtest.VM
+	var cfgs []string
+	for k := range vms {
+		c := vmtest.NewConfig(t, fmt.Sprintf("fault-group-%d-%d", iter, k),
+			map[string]any{"name": "helper", "argv": []string{"/bin/sleep", "1000"}},
+			map[string]any{"name": "vmm", "argv": []string{m.prog, "linger", linger.String()}, "after": []string{"helper"},
+				"vmm": map[string]any{"signal": "SIGTERM"}})
+		vm := vmtest.Attach(t, c)
+		if left := vm.Leftovers(); len(left) > 0 {
+			t.Fatalf("left by an earlier run: %s", strings.Join(left, "; "))
+		}
+		all = append(all, vm)
+		cfgs = append(cfgs, c.Write(t))
+	}
+	// After a failure, what the VMs left would fail the next run.
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, vm := range all {
+				cgroup.Destroy(vm.CgroupDir, 5*time.Second)
+				os.RemoveAll(vm.RuntimeDir)
+			}
+		}
+	})
+	// Each vmsup's messages go to a file next to its config.
+	sh := exec.Command("/bin/sh", append([]string{"-c", `for c; do "$0" run --parent-pid $$ "$c" 2>"$c.log" & done; wait`, bin}, cfgs...)...)
+	sh.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out := &vmtest.Buffer{}
+	sh.Stdout, sh.Stderr = out, out
+	t0 := time.Now()
+	if err := sh.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { sh.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		syscall.Kill(-sh.Process.Pid, syscall.SIGKILL)
+		<-exited
+	})
+	// The moment: anywhere from the first vmsups starting to well after
+	// the last (30 VMs take a second or more to start here).
+	sleepUntil(t0.Add(m.randDur(3 * time.Second)))
+	gap := m.randDur(50 * time.Millisecond)
+	termFirst := m.rng.IntN(2) == 0
+	group := func() {
+		if err := syscall.Kill(-sh.Process.Pid, syscall.SIGTERM); err != nil {
+			t.Fatalf("kill -TERM -%d: %v", sh.Process.Pid, err)
+		}
+	}
+	parent := func() { sh.Process.Signal(syscall.SIGKILL) }
+	if termFirst {
+		group()
+		time.Sleep(gap)
+		parent()
+	} else {
+		parent()
+		time.Sleep(gap)
+		group()
+	}
+	last := time.Now()
+	<-exited
+	for {
+		at := time.Now()
+		// The cgroups and runtime dirs first: a walk of /proc per VM
+		// (Leftovers) takes long with 30 VMs on a busy machine.
+		var left []string
+		for _, vm := range all {
+			for _, p := range []string{vm.CgroupDir, vm.RuntimeDir} {
+				if _, err := os.Lstat(p); err == nil {
+					left = append(left, p)
+				}
+			}
+		}
+		if len(left) > 0 && at.Sub(last) <= time.Second {
+			time.Sleep(5 * time.Millisecond)
+			continue
+		}
+		left = nil
+		for k, vm := range all {
+			for _, l := range vm.Leftovers() {
+				log, _ := os.ReadFile(cfgs[k] + ".log")
+				left = append(left, fmt.Sprintf("%s: %s; its log:\n%s", vm.Name, l, log))
+			}
+		}
+		if len(left) == 0 {
+			took, ready := at.Sub(last), 0
+			for _, c := range cfgs {
+				if log, _ := os.ReadFile(c + ".log"); strings.Contains(string(log), "all services are ready") {
+					ready++
+				}
+			}
+			return took, ready
+		}
+		if at.Sub(last) > time.Second {
+			vmsLeft := 0
+			for _, vm := range all {
+				if len(vm.Leftovers()) > 0 {
+					vmsLeft++
+				}
+			}
+			t.Fatalf("group-kill %d (SIGTERM first %v, %v apart, %v after the start): %d of %d VMs left something after 1 s:\n%s",
+				iter, termFirst, gap, last.Sub(t0).Round(time.Millisecond), vmsLeft, vms, strings.Join(left, "\n"))
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

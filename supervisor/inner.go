@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"strconv"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -21,6 +22,7 @@ type inner struct {
 	ctl    *os.File // write end of the control pipe
 	notify *os.File
 	done   chan error
+	status chan int // the status PID 1 reported (handBack)
 }
 
 // startInner starts the inner stage as PID 1 of a new PID and mount
@@ -45,7 +47,13 @@ func startInner(o Options, raw []byte, claim *os.File) (*inner, error) {
 	}
 	outer := os.NewFile(uintptr(self), "vmsup")
 	defer outer.Close()
-	in := &inner{ctl: ctlW, done: make(chan error, 1)}
+	stR, stW, err := os.Pipe()
+	if err != nil {
+		ctlW.Close()
+		return nil, err
+	}
+	defer stW.Close()
+	in := &inner{ctl: ctlW, done: make(chan error, 1), status: make(chan int, 1)}
 	cmd := exec.Command("/proc/self/exe")
 	cmd.Args = []string{"vmsup-pid1"}
 	cmd.Env = []string{"PATH=" + services.DefaultPath}
@@ -53,7 +61,13 @@ func startInner(o Options, raw []byte, claim *os.File) (*inner, error) {
 		cmd.Env = append(cmd.Env, landlock.ABIMaxEnv+"="+v)
 	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stderr, os.Stderr
-	cmd.ExtraFiles = []*os.File{cfgFile, ctlR, outer, nil, claim}
+	// ExtraFiles[i] becomes fd 3+i in PID 1.
+	cmd.ExtraFiles = make([]*os.File, fdClaim-2)
+	cmd.ExtraFiles[fdConfig-3] = cfgFile
+	cmd.ExtraFiles[fdControl-3] = ctlR
+	cmd.ExtraFiles[fdOuter-3] = outer
+	cmd.ExtraFiles[fdStatus-3] = stW
+	cmd.ExtraFiles[fdClaim-3] = claim
 	if o.NotifyFD >= 0 {
 		in.notify = os.NewFile(uintptr(o.NotifyFD), "notify")
 		// Ours alone from now on: not inherited by anything but PID 1.
@@ -66,11 +80,19 @@ func startInner(o Options, raw []byte, claim *os.File) (*inner, error) {
 	// it once.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS, Setsid: true}
 	if err := cmd.Start(); err != nil {
+		stR.Close()
 		in.close()
 		return nil, fmt.Errorf("start PID 1: %w", err)
 	}
 	in.cmd = cmd
 	go func() { in.done <- cmd.Wait() }()
+	go func() {
+		b := make([]byte, 1)
+		if n, _ := stR.Read(b); n == 1 {
+			in.status <- int(b[0])
+		}
+		stR.Close()
+	}()
 	return in, nil
 }
 
@@ -103,17 +125,38 @@ func (in *inner) abort() {
 	<-in.done
 }
 
-// wait waits for PID 1 while forwarding stop requests, and returns the
-// VM's exit status.
-func (in *inner) wait(stops <-chan os.Signal) int {
+// wait waits for PID 1 to report the VM's status (handBack), or to end
+// without, while forwarding stop requests; it returns the VM's exit
+// status and whether PID 1 reported it and waits for release.
+func (in *inner) wait(stops <-chan os.Signal) (int, bool) {
 	for {
 		select {
 		case sig := <-stops:
 			logger.Printf("%s: stopping", unix.SignalName(sig.(syscall.Signal)))
 			in.ctl.Write([]byte{ctlStop})
+		case st := <-in.status:
+			return st, true
 		case err := <-in.done:
-			return innerStatus(in.cmd.ProcessState, err)
+			select {
+			case st := <-in.status:
+				return st, false
+			default:
+			}
+			return innerStatus(in.cmd.ProcessState, err), false
 		}
+	}
+}
+
+// release tells PID 1, waiting after its report, that the VM is removed,
+// and waits for it to exit.
+func (in *inner) release() {
+	in.ctl.Write([]byte{ctlDone})
+	select {
+	case <-in.done:
+	case <-time.After(cleanupTimeout):
+		logger.Print("PID 1 did not exit after the VM was removed: killing it")
+		in.cmd.Process.Kill()
+		<-in.done
 	}
 }
 

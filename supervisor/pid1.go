@@ -29,7 +29,7 @@ import (
 // wait for the VM to be handed over and lock it; watch the control pipe;
 // shape the mount namespace; bind the services' sockets and open their
 // devices; create the service cgroups with their limits. Then the event
-// loop runs the VM (see vm.go).
+// loop runs the VM (see vm.go), and PID 1 hands it back (handBack).
 func Init() int {
 	unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&[]byte("vmsup-pid1\x00")[0])), 0, 0, 0)
 	sigs := make(chan os.Signal, 16)
@@ -55,6 +55,7 @@ func Init() int {
 	}
 	ctl := os.NewFile(fdControl, "control")
 	outer := os.NewFile(fdOuter, "outer")
+	report := os.NewFile(fdStatus, "status")
 	var notify *os.File
 	if len(os.Args) > 1 && os.Args[1] == "notify" {
 		notify = os.NewFile(fdNotify, "notify")
@@ -87,7 +88,39 @@ func Init() int {
 		v.teardown()
 		return ExitTemp
 	}
-	return v.run(sigs)
+	status := v.run(sigs)
+	if !v.orphaned {
+		v.handBack(status, report)
+	}
+	return status
+}
+
+// handBack gives the VM back to the outer stage, which removes its
+// cgroup and runtime directory: PID 1 leaves the VM's cgroup, reports
+// the status and waits for ctlDone. The outer stage can die at any
+// moment (with its parent, say), before or while it removes them: then
+// PID 1 reads end of file instead and removes them itself. Its lock on
+// the VM's cgroup keeps any other vmsup of this VM out until it exits.
+func (v *vm) handBack(status int, report *os.File) {
+	if mnt, err := cgroup.Mount(); err == nil {
+		if err := cgroup.Write(mnt, "cgroup.procs", strconv.Itoa(os.Getpid())); err != nil {
+			logger.Print(err)
+		}
+	}
+	_, err := report.Write([]byte{byte(status)})
+	report.Close()
+	for err == nil {
+		e := <-v.events
+		if e.kind != evControl || (e.err == nil && e.b != ctlDone) {
+			continue
+		}
+		if e.err == nil {
+			return
+		}
+		err = e.err
+	}
+	logger.Print("the outer vmsup died before removing the VM: removing it")
+	removeVM(v.cfg, v.cgroupDir)
 }
 
 // setup prepares everything the services need before the first starts.

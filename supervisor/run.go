@@ -23,8 +23,11 @@
 // kernel closes the write end and the inner stage reads end of file. It
 // then kills every service, removes the VM's cgroups and runtime directory
 // and exits, which makes the kernel remove every process and mount left.
-// Conversely, when the inner stage ends (or is killed), the outer stage
-// removes whatever it left. Each stage cleans up after the other; a later
+// Conversely, when the inner stage has stopped the VM (it then reports
+// the status on a pipe of its own and waits, out of the VM's cgroup,
+// until the outer stage has removed the VM, and removes it itself if the
+// outer stage dies meanwhile) or is killed, the outer stage removes
+// whatever it left. Each stage cleans up after the other; a later
 // start cleans up after both.
 package supervisor
 
@@ -76,13 +79,18 @@ const (
 	ctlRuntimeDir = 'r'
 )
 
+// ctlDone on the control pipe answers PID 1's status (see handBack): the
+// outer stage has removed the VM's cgroup and runtime directory.
+const ctlDone = 'D'
+
 // Descriptors the inner stage receives.
 const (
 	fdConfig  = 3
 	fdControl = 4
 	fdOuter   = 5 // a pidfd of the outer stage
-	fdNotify  = 6
-	fdClaim   = 7 // the VM's lock: see claimVM
+	fdStatus  = 6 // PID 1 writes the VM's status here (handBack)
+	fdNotify  = 7
+	fdClaim   = 8 // the VM's lock: see claimVM
 )
 
 // cleanupTimeout bounds waiting for a killed cgroup to empty.
@@ -147,12 +155,15 @@ func Run(o Options) int {
 		destroyVM(vm, cg)
 		return ExitTemp
 	}
-	status = in.wait(stops)
+	status, reported := in.wait(stops)
 	if err := destroyVM(vm, cg); err != nil {
 		logger.Print(err)
 		if status == ExitGraceful {
 			status = ExitTemp
 		}
+	}
+	if reported {
+		in.release()
 	}
 	return status
 }
