@@ -220,6 +220,11 @@ func TestServiceRules(t *testing.T) {
 		{svc: `"syscalls":{"deny":[]}`, want: `services[0].syscalls.deny: unknown field`},
 		{svc: `"connect":["/run/vmsup/a/fs.sock"]`, check: func(t *testing.T, vm *VM) { eq(t, svc0(vm).Connect, []string{"/run/vmsup/a/fs.sock"}) }},
 		{svc: `"connect":["fs.sock"]`, want: "services[0].connect[0]: must be an absolute path"},
+		{svc: `"connect":[]`, check: func(t *testing.T, vm *VM) {
+			if c := svc0(vm).Connect; c == nil || len(c) != 0 {
+				t.Errorf("connect [] = %#v, want empty and not nil", c)
+			}
+		}},
 
 		// env
 		{check: func(t *testing.T, vm *VM) {

@@ -1,7 +1,9 @@
 package seccomp
 
 import (
+	"os"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -51,5 +53,16 @@ func TestCheck(t *testing.T) {
 	}
 	if r := Refused([]string{"keyctl"}); slices.Contains(r, "keyctl") || !slices.Contains(r, "add_key") {
 		t.Errorf("allow keyctl: %v", r)
+	}
+}
+
+// The README lists the groups exactly as the table has them.
+func TestREADMEListsGroups(t *testing.T) {
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), Table()) {
+		t.Errorf("README.md lacks the current group table; put this in it:\n%s", Table())
 	}
 }

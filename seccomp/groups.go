@@ -1,5 +1,7 @@
 package seccomp
 
+import "strings"
+
 // Group is a named set of system calls that the default filter refuses
 // with EPERM. A name in `syscalls.allow` starting with "@" lifts a whole
 // group.
@@ -56,3 +58,13 @@ var nsFlagged = map[string]bool{"clone": true, "unshare": true}
 // cloneNSFlags are the namespace flags of clone(2): CLONE_NEWTIME,
 // NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET.
 const cloneNSFlags = 0x00000080 | 0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000 | 0x40000000
+
+// Table is Groups as the README's Markdown table (a test keeps the two
+// equal).
+func Table() string {
+	s := "| group | refused calls | what they open |\n|---|---|---|\n"
+	for _, g := range Groups {
+		s += "| `" + g.Name + "` | " + strings.Join(g.Syscalls, ", ") + " | " + g.Why + " |\n"
+	}
+	return s
+}

@@ -16,6 +16,7 @@ import (
 
 	"vmsup/config"
 	"vmsup/internal/vmtest"
+	"vmsup/landlock"
 	"vmsup/seccomp"
 )
 
@@ -46,6 +47,7 @@ const (
 	bUserNS    = "no user namespaces"  // the cover over / (config: user_namespaces)
 	bKeyring   = "own session keyring" // always a fresh one; not a config choice
 	bSeccomp   = "syscall filter"      // the default seccomp filter (config: syscalls.allow)
+	bConnect   = "connect"             // "connect": [] on Landlock ABI 9 (RESOLVE_UNIX): no pathname socket
 )
 
 type attack struct {
@@ -107,7 +109,7 @@ var attacks = []attack{
 	{"join PID 1 cgroup", []string{bCgroup}, ""},
 
 	{"create a user namespace", []string{bUserNS}, ""},
-	{"connect peer pathname socket", nil, "same uid: a pathname socket is guarded by its file mode alone (Landlock before ABI 9 has no right for connecting to one), so a peer of the same uid connects; distinct uids stop it"},
+	{"connect peer pathname socket", []string{bConnect}, "same uid: a pathname socket is guarded by its file mode alone (Landlock before ABI 9 has no right for connecting to one), so a peer of the same uid connects; distinct uids or, on ABI 9, `connect` stop it"},
 	{"prlimit peer", nil, "same uid: prlimit(2) may change the peer's resource limits (RLIMIT_CPU makes the kernel kill it); distinct uids stop it"},
 	{"renice peer", []string{bTargetCap}, "same uid: setpriority(2) may lower the priority of a peer whose capabilities the attacker's cover; distinct uids stop it"},
 	{"set peer CPU affinity", []string{bTargetCap}, "same uid: sched_setaffinity(2) may pin such a peer to one CPU; distinct uids stop it"},
@@ -176,6 +178,9 @@ func duel(t *testing.T, vmName string, r run) (map[string]map[string]string, map
 		}
 		if r.noFilter {
 			s["syscalls"] = map[string]any{"allow": seccomp.GroupNames()}
+		}
+		if r.contained {
+			s["connect"] = []string{}
 		}
 		return s
 	}
@@ -308,6 +313,9 @@ func TestHostileSiblings(t *testing.T) {
 		present:  []string{bLandlock, bRootPID1, bCaps, bCgroup, bTmp, bNNP, bStdio, bMntLock, bHostBound, bUserNS, bKeyring, bSeccomp},
 		blueOnly: []string{bTargetCap}}
 	r.present = append(r.present, sysctlBarriers(t)...)
+	if landlock.ABI() >= landlock.ResolveUnixABI {
+		r.present = append(r.present, bConnect)
+	}
 	res, status := duel(t, "hostile", r)
 	tried, blocked, gaps := judge(t, r, res)
 	t.Logf("%d attacks tried (%d per service), %d blocked, %d escaped, all known gaps: %s",

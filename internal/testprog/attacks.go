@@ -59,7 +59,9 @@ func sendUnix(name string) error {
 func ptraceSeizeShared(pid int) error {
 	for i := 0; ; i++ {
 		err := ptraceSeize(pid)
-		if err != unix.EPERM || i == 200 || tracerPID(pid) <= 0 {
+		// The peer may have let go between our EPERM and the look at
+		// TracerPid: a few tries whatever it shows.
+		if err != unix.EPERM || i == 200 || (tracerPID(pid) <= 0 && i >= 10) {
 			return err
 		}
 		time.Sleep(10 * time.Millisecond)

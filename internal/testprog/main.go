@@ -63,6 +63,8 @@ func main() {
 		linger(dur(os.Args[2]), os.Args[3:])
 	case "syscall-attacks": // syscall-attacks DIR MOUNTDIR HANDLE: see syscalls.go
 		syscallAttacks(os.Args[2], os.Args[3], os.Args[4])
+	case "i386-unshare": // i386-unshare: see int80.go
+		i386Unshare()
 	case "connect-each": // connect-each PATH...: see connect.go
 		connectEach(os.Args[2:])
 	case "keeper": // keeper DIR: see syscalls.go

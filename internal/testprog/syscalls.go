@@ -20,7 +20,8 @@ import (
 // masked directory (CAP_DAC_READ_SEARCH; HANDLE is "type:hex" of a file
 // under it, MOUNTDIR a directory of the same file system), bpf
 // (CAP_BPF), perf_event_open (CAP_PERFMON), userfaultfd (user-mode only,
-// no capability), mount and unshare (CAP_SYS_ADMIN), and clearing the user keyring (@u) that the keeper service
+// no capability), mount and unshare (CAP_SYS_ADMIN, also through the
+// i386 entry, int 0x80, where the kernel has one), and clearing the user keyring (@u) that the keeper service
 // of the same uid keeps a key in. Each attempt prints one line as duel's
 // do; then it installs a filter of its own, which must work.
 func syscallAttacks(dir, mountDir, handle string) {
@@ -37,6 +38,7 @@ func syscallAttacks(dir, mountDir, handle string) {
 	try("userfaultfd", uffd())
 	try("mount tmpfs", mountTmpfs(filepath.Join(dir, "mnt")))
 	try("unshare", onThread(func() error { return unix.Unshare(unix.CLONE_NEWUTS) }))
+	try("unshare through the i386 entry", i386Entry())
 	waitFile(filepath.Join(dir, "keeper.ready"))
 	_, err := unix.KeyctlInt(unix.KEYCTL_CLEAR, unix.KEY_SPEC_USER_KEYRING, 0, 0, 0)
 	try("clear the user keyring", err)

@@ -5,8 +5,8 @@
 // ruleset, already at their final numbers; Exec then runs one linear
 // sequence (descriptors, private /tmp and /dev/shm, the cover that
 // refuses user namespaces, rlimits, Landlock, credentials and
-// capabilities, a session keyring, working directory, the seccomp filter) ending in execve
-// of the service.
+// capabilities, a session keyring, working directory, the seccomp
+// filter) ending in execve of the service.
 //
 // It is a binary of its own, not a mode of vmsup, because it starts once
 // per service launch and its start-up is most of a launch's cost: it
@@ -14,9 +14,10 @@
 // fmt, os or encoding/json, and nothing reflects at run time), so the
 // Go runtime touches few pages. The supervisor does everything that can
 // be done before the fork: it resolves the binary, opens the descriptors
-// and builds the Landlock ruleset. Doing the rest in a short-lived child
-// keeps the supervisor unrestricted and multithreaded; rlimits and
-// LISTEN_PID are per-process and cannot be set from a forking thread.
+// and builds the Landlock ruleset and the seccomp program. Doing the
+// rest in a short-lived child keeps the supervisor unrestricted and
+// multithreaded; rlimits and LISTEN_PID are per-process and cannot be
+// set from a forking thread.
 package launcher
 
 import (

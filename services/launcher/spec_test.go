@@ -24,9 +24,10 @@ func sample() *Spec {
 		},
 		Ruleset:  -1,
 		Rules:    []pathrule.Rule{{Path: "/tmp", Access: 1<<16 - 1}},
-		HasPaths: true,
-		Keep:     []int{3, 4, 7},
-		Listen:   2, ErrFD: 8, Umask: 0o027,
+		HasPaths: true, TSync: true,
+		Keep:   []int{3, 4, 7},
+		Listen: 2, ErrFD: 8, Umask: 0o027,
+		Filter: []uint64{0x0020000000000004, 0x0015000100000000 | 0xc000003e, ^uint64(0)},
 	}
 }
 
@@ -42,13 +43,13 @@ func TestSpecRoundTrip(t *testing.T) {
 		}
 		// Empty and nil lists are the same on the wire.
 		want := *sp
-		for _, p := range []any{&want.Argv, &want.Env, &want.Groups, &want.Caps, &want.Rlimits, &want.Rules, &want.Keep} {
+		for _, p := range []any{&want.Argv, &want.Env, &want.Groups, &want.Caps, &want.Rlimits, &want.Rules, &want.Keep, &want.Filter} {
 			v := reflect.ValueOf(p).Elem()
 			if v.Len() == 0 {
 				v.Set(reflect.MakeSlice(v.Type(), 0, 0))
 			}
 		}
-		for _, p := range []any{&got.Argv, &got.Env, &got.Groups, &got.Caps, &got.Rlimits, &got.Rules, &got.Keep} {
+		for _, p := range []any{&got.Argv, &got.Env, &got.Groups, &got.Caps, &got.Rlimits, &got.Rules, &got.Keep, &got.Filter} {
 			v := reflect.ValueOf(p).Elem()
 			if v.Len() == 0 {
 				v.Set(reflect.MakeSlice(v.Type(), 0, 0))
