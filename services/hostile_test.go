@@ -44,6 +44,7 @@ const (
 	bPerf      = "perf_event_paranoid" // 3 (Debian's kernels, the host image's) refuses perf_event_open to unprivileged users
 	bUserNS    = "no user namespaces"  // the cover over / (config: user_namespaces)
 	bKeyring   = "own session keyring" // always a fresh one; not a config choice
+	bSysRO     = "read-only /sys"      // /sys and every mount below it read-only in each service's view; not a config choice
 )
 
 type attack struct {
@@ -99,10 +100,10 @@ var attacks = []attack{
 	{"exec setuid-root binary", []string{bNNP}, ""},
 	{"TIOCSTI or TIOCLINUX on a terminal", []string{bStdio}, ""},
 
-	{"open own cgroup limits for writing", []string{bCgroup}, ""},
-	{"open peer cgroup.kill for writing", []string{bCgroup}, ""},
-	{"move out of own cgroup", []string{bCgroup}, ""},
-	{"join PID 1 cgroup", []string{bCgroup}, ""},
+	{"open own cgroup limits for writing", []string{bCgroup, bSysRO}, ""},
+	{"open peer cgroup.kill for writing", []string{bCgroup, bSysRO}, ""},
+	{"move out of own cgroup", []string{bCgroup, bSysRO}, ""},
+	{"join PID 1 cgroup", []string{bCgroup, bSysRO}, ""},
 
 	{"create a user namespace", []string{bUserNS}, ""},
 	{"connect peer pathname socket", nil, "same uid: a pathname socket is guarded by its file mode alone (Landlock before ABI 9 has no right for connecting to one), so a peer of the same uid connects; distinct uids stop it"},
@@ -299,7 +300,7 @@ func judge(t *testing.T, r run, res map[string]map[string]string) (tried, blocke
 // The known gaps are reported, not hidden.
 func TestHostileSiblings(t *testing.T) {
 	r := run{contained: true, landlock: "required", tmp: true,
-		present:  []string{bLandlock, bRootPID1, bCaps, bCgroup, bTmp, bNNP, bStdio, bMntLock, bHostBound, bUserNS, bKeyring},
+		present:  []string{bLandlock, bRootPID1, bCaps, bCgroup, bTmp, bNNP, bStdio, bMntLock, bHostBound, bUserNS, bKeyring, bSysRO},
 		blueOnly: []string{bTargetCap}}
 	r.present = append(r.present, sysctlBarriers(t)...)
 	res, status := duel(t, "hostile", r)
@@ -324,7 +325,7 @@ func TestHostileSiblings(t *testing.T) {
 // others stay blocked.
 func TestHostileControlWithoutLandlockAndTmp(t *testing.T) {
 	r := run{landlock: "off", tmp: false, userns: true,
-		present:  []string{bRootPID1, bCaps, bCgroup, bNNP, bStdio, bMntLock, bHostBound, bKeyring},
+		present:  []string{bRootPID1, bCaps, bCgroup, bNNP, bStdio, bMntLock, bHostBound, bKeyring, bSysRO},
 		blueOnly: []string{bTargetCap}}
 	r.present = append(r.present, sysctlBarriers(t)...)
 	res, _ := duel(t, "hostile-open", r)
@@ -338,7 +339,7 @@ func TestHostileControlWithoutLandlockAndTmp(t *testing.T) {
 // locked mounts, the host's bounding set, and private /tmp (kept here).
 func TestHostileControlEveryCapability(t *testing.T) {
 	r := run{landlock: "off", tmp: true, allCaps: true,
-		present: []string{bTmp, bNNP, bStdio, bMntLock, bKeyring, bUserNS, bHostBound}}
+		present: []string{bTmp, bNNP, bStdio, bMntLock, bKeyring, bSysRO, bUserNS, bHostBound}}
 	if hostHasCap(t, "CAP_SYS_RESOURCE") {
 		r.present = r.present[:len(r.present)-1]
 	}

@@ -20,18 +20,20 @@ func WaitExists(ctx context.Context, path string) error {
 	})
 }
 
-// WaitSocket returns once the UNIX socket at path accepts a connection.
+// WaitSocket returns once the UNIX socket at path, owned by owner (the
+// service's uid) or bound by vmsup, accepts a connection (see Dial).
 //
 // Creation of the path is seen through inotify. A socket is bound before
 // it listens, so a connection can be refused in that short window; only
 // then is the attempt repeated after a growing pause (1 ms doubling to
 // 1 s), since listen(2) produces no file system event.
-func WaitSocket(ctx context.Context, path string) error {
+func WaitSocket(ctx context.Context, path string, owner uint32) error {
 	pause := time.Millisecond
 	return waitPath(ctx, path, func() (bool, time.Duration, error) {
-		err := dialUnix(path)
+		fd, err := Dial(path, owner)
 		switch {
 		case err == nil:
+			unix.Close(fd)
 			return true, 0, nil
 		case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ENOTDIR):
 			pause = time.Millisecond

@@ -209,8 +209,10 @@ func preflight(vm *config.VM) (*preflighted, int, error) {
 	// Like a missing binary: the config names what is not there.
 	for i, s := range vm.Services {
 		for j, d := range s.Devices {
-			if _, err := os.Stat(d.Path); err != nil {
+			if fi, err := os.Stat(d.Path); err != nil {
 				problems = append(problems, fmt.Sprintf("config: services[%d].devices[%d].path: %v", i, j, err))
+			} else if fi.Mode()&os.ModeDevice == 0 {
+				problems = append(problems, fmt.Sprintf("config: services[%d].devices[%d].path: %s is not a device node", i, j, d.Path))
 			}
 		}
 	}

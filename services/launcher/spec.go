@@ -55,6 +55,7 @@ type Spec struct {
 	Listen   int   // number of sockets announced in LISTEN_FDS
 	ErrFD    int   // where the launcher reports a failure; close-on-exec
 	Umask    int
+	View     View
 }
 
 // Rlimit is one resource limit, set as both soft and hard limit.
@@ -98,6 +99,28 @@ func (sp *Spec) fields(c *codec) {
 	num(c, &sp.Listen)
 	num(c, &sp.ErrFD)
 	num(c, &sp.Umask)
+	v := &sp.View
+	c.count(len(v.Devices), func(n int) { v.Devices = make([]Node, n) })
+	for i := range v.Devices {
+		d := &v.Devices[i]
+		c.str(&d.Path)
+		num(c, &d.Mode)
+		num(c, &d.Rdev)
+		num(c, &d.UID)
+		num(c, &d.GID)
+	}
+	c.str(&v.RunDir)
+	c.flag(&v.HideParent)
+	c.flag(&v.Writable)
+	c.strs(&v.Protect)
+	only := v.Only != nil
+	c.flag(&only)
+	c.strs(&v.Only)
+	if !only {
+		v.Only = nil
+	} else if v.Only == nil {
+		v.Only = []string{}
+	}
 }
 
 // Encode returns the Spec as the value of SpecEnv.
