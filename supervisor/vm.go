@@ -380,7 +380,7 @@ func (v *vm) watchReady(s *service) {
 		var err error
 		switch {
 		case r.Socket != "":
-			err = services.WaitSocket(ctx, r.Socket, s.cfg.UID)
+			err = services.WaitSocket(ctx, r.Socket, s.cfg.UID, greets(s.cfg))
 		case r.Exists != "":
 			err = services.WaitExists(ctx, r.Exists)
 		case notifyR != nil:

@@ -123,3 +123,18 @@ func dialUnix(path string, owner uint32, timeout time.Duration) (*os.File, error
 	}
 	return f, nil
 }
+
+// greets says whether the service's ready socket is a QMP socket vmsup
+// bound for it: the kernel accepts connections to it before QEMU runs,
+// so readiness waits for QEMU's greeting.
+func greets(s *config.Service) bool {
+	if s.VMM == nil || s.VMM.QMP != s.Ready.Socket {
+		return false
+	}
+	for _, so := range s.Sockets {
+		if so.Path == s.Ready.Socket {
+			return true
+		}
+	}
+	return false
+}
