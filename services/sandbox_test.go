@@ -236,11 +236,12 @@ func TestMinimalDevAndView(t *testing.T) {
 		"grep -E ' /sys(/fs/cgroup[^ ]*)? ' /proc/self/mountinfo | awk '{print \"sysmnt=\" $5 \" \" $6}'",
 		"grep -E ' /proc/sys ' /proc/self/mountinfo | awk '{print \"procsys=\" $6}'",
 		"echo rundir=$(ls -A " + rd + " | tr '\\n' ' ')",
+		"(" + prog + " dial " + rd + "/allowed.sock &)",
 		"exec sleep 100",
 	}, "; ")
 	c := vmtest.NewConfig(t, "devview",
 		map[string]any{"name": "other", "argv": []string{prog, "linger", "1ms"},
-			"sockets": []map[string]any{{"path": rd + "/hidden.sock", "fd": 3}, {"path": rd + "/allowed.sock", "fd": 4}}},
+			"sockets": []map[string]any{{"path": rd + "/hidden.sock", "fd": 3, "mode": "0666"}, {"path": rd + "/allowed.sock", "fd": 4, "mode": "0666"}}},
 		map[string]any{"name": "d", "argv": []string{"/bin/sh", "-c", script}, "uid": 0,
 			"devices": []map[string]any{{"path": "/dev/net/tun"}, {"path": "/dev/fuse", "fd": 5}},
 			"sockets": []map[string]any{{"path": rd + "/own.sock", "fd": 3}},
@@ -248,6 +249,7 @@ func TestMinimalDevAndView(t *testing.T) {
 	vm := vmtest.Start(t, c, vmtest.Options{})
 	vm.PID1()
 	vm.WaitFor("d: rundir=", 10*time.Second)
+	vm.WaitFor("d: connected", 10*time.Second) // to allowed.sock
 	out := vm.Stderr.String()
 	want := "d: dev=fd full fuse net null ptmx pts random shm stderr stdin stdout tty urandom zero"
 	if !strings.Contains(out, want) {

@@ -1,6 +1,10 @@
 package launcher
 
-import "golang.org/x/sys/unix"
+import (
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
 
 // View is what the service sees of the host beyond the VM's mount
 // namespace: computed by the supervisor (services.SetView), set up here.
@@ -38,6 +42,8 @@ func runDirView(v *View) error {
 	if v.RunDir == "" {
 		return nil
 	}
+	old := syscall.Umask(0) // the modes below are exact
+	defer syscall.Umask(old)
 	// Clone what stays visible while its path still reaches it.
 	var trees []int
 	defer func() {
