@@ -230,7 +230,7 @@ func TestMinimalDevAndView(t *testing.T) {
 	rd := vmtest.RunDir() + "/devview"
 	script := strings.Join([]string{
 		"echo dev=$(ls -A /dev | tr '\\n' ' ')",
-		"echo tun=$(stat -c '%F %t:%T' /dev/net/tun)",
+		"echo fuse=$(stat -c '%F %t:%T' /dev/fuse)",
 		"echo fd5=$(readlink /proc/self/fd/5)",
 		"grep -E ' /dev(/pts|/shm)? ' /proc/self/mountinfo | sed 's/^/mnt=/'",
 		"grep -E ' /sys(/fs/cgroup[^ ]*)? ' /proc/self/mountinfo | awk '{print \"sysmnt=\" $5 \" \" $6}'",
@@ -243,7 +243,7 @@ func TestMinimalDevAndView(t *testing.T) {
 		map[string]any{"name": "other", "argv": []string{prog, "linger", "1ms"},
 			"sockets": []map[string]any{{"path": rd + "/hidden.sock", "fd": 3, "mode": "0666"}, {"path": rd + "/allowed.sock", "fd": 4, "mode": "0666"}}},
 		map[string]any{"name": "d", "argv": []string{"/bin/sh", "-c", script}, "uid": 0,
-			"devices": []map[string]any{{"path": "/dev/net/tun"}, {"path": "/dev/fuse", "fd": 5}},
+			"devices": []map[string]any{{"path": "/dev/fuse"}, {"path": "/dev/kmsg", "fd": 5}},
 			"sockets": []map[string]any{{"path": rd + "/own.sock", "fd": 3}},
 			"connect": []string{rd + "/allowed.sock"}})
 	vm := vmtest.Start(t, c, vmtest.Options{})
@@ -251,11 +251,11 @@ func TestMinimalDevAndView(t *testing.T) {
 	vm.WaitFor("d: rundir=", 10*time.Second)
 	vm.WaitFor("d: connected", 10*time.Second) // to allowed.sock
 	out := vm.Stderr.String()
-	want := "d: dev=fd full fuse net null ptmx pts random shm stderr stdin stdout tty urandom zero"
+	want := "d: dev=fd full fuse kmsg null ptmx pts random shm stderr stdin stdout tty urandom zero"
 	if !strings.Contains(out, want) {
 		t.Errorf("want %q:\n%s", want, out)
 	}
-	for _, w := range []string{"d: tun=character special file a:c8", "d: fd5=/dev/fuse", "d: rundir=allowed.sock own.sock", "d: procsys=ro,"} {
+	for _, w := range []string{"d: fuse=character special file a:e5", "d: fd5=/dev/kmsg", "d: rundir=allowed.sock own.sock", "d: procsys=ro,"} {
 		if !strings.Contains(out, w) {
 			t.Errorf("output lacks %q", w)
 		}

@@ -15,13 +15,13 @@ import (
 	"vmsup/config"
 )
 
-// view NAME RUNDIR OTHERSOCK CGFILE HOSTPTS CAPS CONNECT: attacks on
+// view NAME RUNDIR OTHERSOCK CGFILE HOSTPTS DEV1 DEV2 CAPS CONNECT: attacks on
 // what a service's mount view shows (services/hostile_test.go's
 // TestHostileView): its VM's runtime dir (the sockets vmsup bound there,
 // victim.sock and spare.sock, room to fill, links to plant), vmsup's
 // parent of the runtime dirs and another VM's socket (OTHERSOCK), another
 // VM's cgroup file (CGFILE), host sysfs and /proc/sys, /proc's host-wide
-// files, the host's devices (/dev/net/tun, /dev/userfaultfd, mknod) and devpts
+// files, the host's root-only devices (DEV1, DEV2; mknod) and devpts
 // (HOSTPTS: the st_dev of the host's /dev/pts). With CONNECT "yes" it
 // also connects to victim.sock, which its connect list leaves out.
 //
@@ -31,7 +31,7 @@ import (
 // attempt is made from it. Each attempt prints a line as in duel, then
 // "view done". Whatever an attempt changed is undone when it got through.
 func view(a []string) {
-	name, rundir, other, cgfile, hostPts, caps, connect := a[0], a[1], a[2], a[3], a[4], a[5], a[6]
+	name, rundir, other, cgfile, hostPts, dev1, dev2, caps, connect := a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8]
 	runtime.LockOSThread()
 	if caps != "-" {
 		must(keepCaps(caps))
@@ -59,8 +59,8 @@ func view(a []string) {
 	d.try("list /proc/fs", otherEntries("/proc/fs", ""))
 
 	// /dev.
-	d.try("open /dev/net/tun", openRW("/dev/net/tun"))
-	d.try("open /dev/userfaultfd", openRW("/dev/userfaultfd"))
+	d.try("open a host device", openRW(dev1))
+	d.try("open another host device", openRW(dev2))
 	d.try("mknod in /dev", undo(unix.Mknod("/dev/vmsup-view-"+name, unix.S_IFCHR|0o600, int(unix.Mkdev(1, 3))), func() { unix.Unlink("/dev/vmsup-view-" + name) }))
 	d.try("get a pty of the host's devpts", hostPty(hostPts))
 
