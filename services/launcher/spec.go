@@ -3,7 +3,9 @@
 // cgroup and a new mount namespace (clone3 with CLONE_INTO_CGROUP |
 // CLONE_NEWNS), with the service's descriptors, including its Landlock
 // ruleset, already at their final numbers; Exec then runs one linear
-// sequence (descriptors, private /tmp and /dev/shm, the cover that
+// sequence (descriptors, the service's view: a minimal /dev, /sys
+// read-only and its VM's runtime dir alone, private /tmp and /dev/shm,
+// the cover that
 // refuses user namespaces, rlimits, Landlock, credentials and
 // capabilities, a session keyring, working directory) ending in execve
 // of the service.
