@@ -444,7 +444,10 @@ func TestHostileTraceMe(t *testing.T) {
 			prog := vmtest.Bin(t, "testprog")
 			dir := vmtest.SharedDir(t)
 			c := vmtest.NewConfig(t, "traceme-"+mode,
-				map[string]any{"name": "tracee", "argv": []string{prog, "traceme", dir + "/traced", mode}, "uid": 1000, "gid": 1000, "on_exit": "restart"})
+				map[string]any{"name": "tracee", "argv": []string{prog, "traceme", dir + "/traced", mode}, "uid": 1000, "gid": 1000, "on_exit": "restart",
+					// A tracee stops at any signal: Go's preemption
+					// signal (SIGURG) would stop it before it says so.
+					"env": map[string]string{"GODEBUG": "asyncpreemptoff=1"}})
 			vm := vmtest.Start(t, c, vmtest.Options{})
 			vm.PID1()
 			vm.WaitFor("tracee: running untraced", 10*time.Second)
