@@ -248,8 +248,8 @@ func TestMinimalDevAndView(t *testing.T) {
 			"connect": []string{rd + "/allowed.sock"}})
 	vm := vmtest.Start(t, c, vmtest.Options{})
 	vm.PID1()
-	vm.WaitFor("d: rundir=", 10*time.Second)
-	vm.WaitFor("d: connected", 10*time.Second) // to allowed.sock
+	vm.WaitFor("d: rundir=", 30*time.Second)
+	vm.WaitFor("d: connected", 30*time.Second) // to allowed.sock
 	out := vm.Stderr.String()
 	want := "d: dev=fd full fuse kmsg null ptmx pts random shm stderr stdin stdout tty urandom zero"
 	if !strings.Contains(out, want) {
