@@ -73,21 +73,21 @@ type Service struct {
 	UserNamespaces bool
 	Sockets        []Socket
 	Devices        []Device
-	Landlock       *LandlockPaths // nil when landlock_paths is absent
-	Limits         Limits
-	Rlimits        []Rlimit
-	After          []string
-	Ready          Ready
-	OnExit         string
-	StopSignal     syscall.Signal
-	VMM            *VMM // nil unless this service runs the VM
+	// Connect lists the pathname sockets the service may connect to; nil
+	// when not given (any its file modes allow), empty when given empty.
+	Connect    []string
+	Landlock   *LandlockPaths // nil when landlock_paths is absent
+	Limits     Limits
+	Rlimits    []Rlimit
+	After      []string
+	Ready      Ready
+	OnExit     string
+	StopSignal syscall.Signal
+	VMM        *VMM // nil unless this service runs the VM
 
 	// Syscalls is what the service's seccomp filter lets through
 	// besides the default.
 	Syscalls Syscalls
-	// Connect lists the pathname sockets the service may connect to; nil
-	// when the config has no `connect`.
-	Connect []string
 }
 
 // Capability is a Linux capability number with its CAP_ name.
@@ -104,6 +104,8 @@ type Socket struct {
 	GID  uint32 // group; default the service's gid
 }
 
+// Device is a device node that appears in the service's /dev; FD 0
+// means it is not also opened and handed over.
 type Device struct {
 	Path string
 	FD   int

@@ -247,7 +247,9 @@ func serviceFDs(s Service) []int {
 		fds = append(fds, k.FD)
 	}
 	for _, d := range s.Devices {
-		fds = append(fds, d.FD)
+		if d.FD != 0 {
+			fds = append(fds, d.FD)
+		}
 	}
 	if s.Ready.NotifyFD != 0 {
 		fds = append(fds, s.Ready.NotifyFD)

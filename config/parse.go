@@ -333,8 +333,7 @@ func (p *parser) service(v *value, path string, vmUID, vmGID optID) (Service, *s
 	f, ok := p.object(v, path, "name", "argv", "env", "cwd", "uid", "gid", "groups",
 		"capabilities", "private_tmp", "private_shm", "sockets", "devices",
 		"landlock_paths", "limits", "rlimits", "after", "ready", "on_exit",
-		"stop_signal", "vmm", "user_namespaces",
-		"syscalls", "connect")
+		"stop_signal", "vmm", "user_namespaces", "connect", "syscalls")
 	if !ok {
 		return s, refs
 	}
@@ -396,9 +395,6 @@ func (p *parser) service(v *value, path string, vmUID, vmGID optID) (Service, *s
 	if v, path := f.get("syscalls"); v != nil {
 		s.Syscalls = p.syscalls(v, path)
 	}
-	if v, path := f.get("connect"); v != nil {
-		s.Connect = p.connectList(v, path)
-	}
 
 	var fds []fdRef
 	if v, path := f.get("sockets"); v != nil {
@@ -425,13 +421,26 @@ func (p *parser) service(v *value, path string, vmUID, vmGID optID) (Service, *s
 			if v, path := df.required("path"); v != nil {
 				d.Path, _ = p.absPath(v, path)
 			}
-			if v, path := df.required("fd"); v != nil {
+			// Without fd the node only appears in the service's /dev.
+			if v, path := df.get("fd"); v != nil {
 				if n, ok := p.fd(v, path); ok {
 					d.FD = n
 					fds = append(fds, fdRef{n, v, path})
 				}
 			}
 			s.Devices = append(s.Devices, d)
+		}
+	}
+	if v, path := f.get("connect"); v != nil {
+		if elems, ok := p.array(v, path); ok {
+			for i, e := range elems {
+				if c, ok := p.socketPath(e, index(path, i)); ok {
+					s.Connect = append(s.Connect, c)
+				}
+			}
+			if s.Connect == nil {
+				s.Connect = []string{} // given and empty: connect to none
+			}
 		}
 	}
 	if v, path := f.get("landlock_paths"); v != nil {

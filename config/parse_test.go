@@ -335,7 +335,10 @@ func TestServiceRules(t *testing.T) {
 
 		// devices
 		{svc: `"devices":[{"path":"/dev/kvm","fd":4}]`, check: func(t *testing.T, vm *VM) { eq(t, svc0(vm).Devices, []Device{{"/dev/kvm", 4}}) }},
-		{svc: `"devices":[{"path":"/dev/kvm"}]`, want: `services[0].devices[0].fd: required`},
+		{svc: `"devices":[{"path":"/dev/kvm"}]`, check: func(t *testing.T, vm *VM) { eq(t, svc0(vm).Devices, []Device{{"/dev/kvm", 0}}) }},
+		{svc: `"connect":["/run/vmsup/w/fs.sock"]`, check: func(t *testing.T, vm *VM) { eq(t, svc0(vm).Connect, []string{"/run/vmsup/w/fs.sock"}) }},
+		{svc: `"connect":[]`, check: func(t *testing.T, vm *VM) { eq(t, svc0(vm).Connect, []string{}) }},
+		{svc: `"connect":["fs.sock"]`, want: `services[0].connect[0]: must be an absolute path`},
 		{svc: `"devices":[{"fd":4}]`, want: `services[0].devices[0].path: required`},
 		{svc: `"devices":[{"path":"dev/kvm","fd":4}]`, want: `services[0].devices[0].path: must be an absolute path`},
 		{svc: `"devices":[{"path":"/dev/kvm","fd":0}]`, want: `services[0].devices[0].fd: must be between 3 and 1023`},

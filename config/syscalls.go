@@ -32,19 +32,3 @@ func (p *parser) syscalls(v *value, path string) Syscalls {
 	}
 	return sc
 }
-
-// connectList parses `connect`: the pathname sockets a service may
-// connect to. An empty list is not nil: given, it means none.
-func (p *parser) connectList(v *value, path string) []string {
-	elems, ok := p.array(v, path)
-	if !ok {
-		return nil
-	}
-	out := []string{}
-	for i, e := range elems {
-		if s, ok := p.socketPath(e, index(path, i)); ok {
-			out = append(out, s)
-		}
-	}
-	return out
-}

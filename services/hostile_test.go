@@ -48,6 +48,7 @@ const (
 	bKeyring   = "own session keyring" // always a fresh one; not a config choice
 	bSeccomp   = "syscall filter"      // the default seccomp filter (config: syscalls.allow)
 	bConnect   = "connect"             // "connect": [] on Landlock ABI 9 (RESOLVE_UNIX): no pathname socket
+	bSysRO     = "read-only /sys"      // /sys and every mount below it read-only in each service's view; not a config choice
 )
 
 type attack struct {
@@ -103,10 +104,10 @@ var attacks = []attack{
 	{"exec setuid-root binary", []string{bNNP}, ""},
 	{"TIOCSTI or TIOCLINUX on a terminal", []string{bStdio}, ""},
 
-	{"open own cgroup limits for writing", []string{bCgroup}, ""},
-	{"open peer cgroup.kill for writing", []string{bCgroup}, ""},
-	{"move out of own cgroup", []string{bCgroup}, ""},
-	{"join PID 1 cgroup", []string{bCgroup}, ""},
+	{"open own cgroup limits for writing", []string{bCgroup, bSysRO}, ""},
+	{"open peer cgroup.kill for writing", []string{bCgroup, bSysRO}, ""},
+	{"move out of own cgroup", []string{bCgroup, bSysRO}, ""},
+	{"join PID 1 cgroup", []string{bCgroup, bSysRO}, ""},
 
 	{"create a user namespace", []string{bUserNS}, ""},
 	{"connect peer pathname socket", []string{bConnect}, "same uid: a pathname socket is guarded by its file mode alone (Landlock before ABI 9 has no right for connecting to one), so a peer of the same uid connects; distinct uids or, on ABI 9, `connect` stop it"},
@@ -310,7 +311,7 @@ func judge(t *testing.T, r run, res map[string]map[string]string) (tried, blocke
 // The known gaps are reported, not hidden.
 func TestHostileSiblings(t *testing.T) {
 	r := run{contained: true, landlock: "required", tmp: true,
-		present:  []string{bLandlock, bRootPID1, bCaps, bCgroup, bTmp, bNNP, bStdio, bMntLock, bHostBound, bUserNS, bKeyring, bSeccomp},
+		present:  []string{bLandlock, bRootPID1, bCaps, bCgroup, bTmp, bNNP, bStdio, bMntLock, bHostBound, bUserNS, bKeyring, bSeccomp, bSysRO},
 		blueOnly: []string{bTargetCap}}
 	r.present = append(r.present, sysctlBarriers(t)...)
 	if landlock.ABI() >= landlock.ResolveUnixABI {
@@ -338,7 +339,7 @@ func TestHostileSiblings(t *testing.T) {
 // others stay blocked.
 func TestHostileControlWithoutLandlockAndTmp(t *testing.T) {
 	r := run{landlock: "off", tmp: false, userns: true, noFilter: true,
-		present:  []string{bRootPID1, bCaps, bCgroup, bNNP, bStdio, bMntLock, bHostBound, bKeyring},
+		present:  []string{bRootPID1, bCaps, bCgroup, bNNP, bStdio, bMntLock, bHostBound, bKeyring, bSysRO},
 		blueOnly: []string{bTargetCap}}
 	r.present = append(r.present, sysctlBarriers(t)...)
 	res, _ := duel(t, "hostile-open", r)
@@ -353,7 +354,7 @@ func TestHostileControlWithoutLandlockAndTmp(t *testing.T) {
 // locked mounts, the host's bounding set, and private /tmp (kept here).
 func TestHostileControlEveryCapability(t *testing.T) {
 	r := run{landlock: "off", tmp: true, allCaps: true, noFilter: true,
-		present: []string{bTmp, bNNP, bStdio, bMntLock, bKeyring, bUserNS, bHostBound}}
+		present: []string{bTmp, bNNP, bStdio, bMntLock, bKeyring, bSysRO, bUserNS, bHostBound}}
 	if hostHasCap(t, "CAP_SYS_RESOURCE") {
 		r.present = r.present[:len(r.present)-1]
 	}
@@ -458,7 +459,10 @@ func TestHostileTraceMe(t *testing.T) {
 			prog := vmtest.Bin(t, "testprog")
 			dir := vmtest.SharedDir(t)
 			c := vmtest.NewConfig(t, "traceme-"+mode,
-				map[string]any{"name": "tracee", "argv": []string{prog, "traceme", dir + "/traced", mode}, "uid": 1000, "gid": 1000, "on_exit": "restart"})
+				map[string]any{"name": "tracee", "argv": []string{prog, "traceme", dir + "/traced", mode}, "uid": 1000, "gid": 1000, "on_exit": "restart",
+					// A tracee stops at any signal: Go's preemption
+					// signal (SIGURG) would stop it before it says so.
+					"env": map[string]string{"GODEBUG": "asyncpreemptoff=1"}})
 			vm := vmtest.Start(t, c, vmtest.Options{})
 			vm.PID1()
 			vm.WaitFor("tracee: running untraced", 10*time.Second)

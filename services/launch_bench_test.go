@@ -25,9 +25,12 @@ import (
 //     mount namespace, the launcher's private /tmp and /dev/shm, rlimits,
 //     a Landlock domain (scopes and path rules), uid/gid change, every
 //     capability dropped, execve; timed until the service has exited;
-//   - bwrap: `bwrap --unshare-pid --dev-bind / / --tmpfs /tmp --tmpfs
-//     /dev/shm --die-with-parent /bin/true`;
+//     and the service's view (a minimal /dev with its own devpts, /sys
+//     read-only, the VM's runtime dir alone with its parent hidden);
 //   - vmsup-nofilter: vmsup without the seccomp filter, for its cost;
+//   - bwrap: `bwrap --unshare-pid --unshare-net --dev-bind / / --dev /dev
+//     --ro-bind /sys /sys --tmpfs /tmp --tmpfs /dev/shm --die-with-parent
+//     --new-session /bin/true`;
 //   - true: bare /bin/true.
 //
 // vmsup's VM-wide setup (its PID namespace, done once per VM) is not in
@@ -49,6 +52,14 @@ func BenchmarkLaunch(b *testing.B) {
 	}
 	spec, err := services.NewSpec(svc, "/bin/true", abi, nil, 0o022)
 	if err != nil {
+		b.Fatal(err)
+	}
+	rundir := filepath.Join(vmtest.RunDir(), "bench-launch")
+	if err := os.MkdirAll(rundir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	defer os.Remove(rundir)
+	if err := spec.SetView(&config.VM{Name: "bench", RuntimeDir: rundir}, svc); err != nil {
 		b.Fatal(err)
 	}
 	services.Launcher = vmtest.Bin(b, "vmsup-exec")
@@ -97,7 +108,8 @@ func BenchmarkLaunch(b *testing.B) {
 	}{
 		{"vmsup", vmsup, nil},
 		{"vmsup-nofilter", func() { cur = &noFilter; vmsup(); cur = spec }, nil},
-		{"bwrap", run(bwrap, "--unshare-pid", "--dev-bind", "/", "/", "--tmpfs", "/tmp", "--tmpfs", "/dev/shm", "--die-with-parent", "/bin/true"), nil},
+		{"bwrap", run(bwrap, "--unshare-pid", "--unshare-net", "--dev-bind", "/", "/", "--dev", "/dev", "--ro-bind", "/sys", "/sys",
+			"--tmpfs", "/tmp", "--tmpfs", "/dev/shm", "--die-with-parent", "--new-session", "/bin/true"), nil},
 		{"true", run("/bin/true"), nil},
 	}
 	for i := range ways { // warm up caches

@@ -20,18 +20,24 @@ func WaitExists(ctx context.Context, path string) error {
 	})
 }
 
-// WaitSocket returns once the UNIX socket at path accepts a connection.
+// WaitSocket returns once the UNIX socket at path, owned by owner (the
+// service's uid) or bound by vmsup, accepts a connection (see Dial).
+// With greet it also waits for the service's first byte on that
+// connection: a socket vmsup bound accepts connections before the
+// service runs, and QMP's greeting says the monitor is up.
 //
 // Creation of the path is seen through inotify. A socket is bound before
 // it listens, so a connection can be refused in that short window; only
 // then is the attempt repeated after a growing pause (1 ms doubling to
 // 1 s), since listen(2) produces no file system event.
-func WaitSocket(ctx context.Context, path string) error {
+func WaitSocket(ctx context.Context, path string, owner uint32, greet bool) error {
 	pause := time.Millisecond
-	return waitPath(ctx, path, func() (bool, time.Duration, error) {
-		err := dialUnix(path)
+	conn := -1
+	err := waitPath(ctx, path, func() (bool, time.Duration, error) {
+		fd, err := Dial(path, owner)
 		switch {
 		case err == nil:
+			conn = fd
 			return true, 0, nil
 		case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ENOTDIR):
 			pause = time.Millisecond
@@ -41,6 +47,28 @@ func WaitSocket(ctx context.Context, path string) error {
 		pause = min(2*pause, time.Second)
 		return false, p, nil
 	})
+	if err != nil || conn < 0 {
+		return err
+	}
+	if !greet {
+		unix.Close(conn)
+		return nil
+	}
+	if err := unix.SetNonblock(conn, true); err != nil {
+		unix.Close(conn)
+		return err
+	}
+	f := os.NewFile(uintptr(conn), path)
+	defer f.Close()
+	stop := context.AfterFunc(ctx, func() { f.SetReadDeadline(time.Now()) })
+	defer stop()
+	if _, err := f.Read(make([]byte, 1)); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("%s: closed before the service's first byte: %w", path, err)
+	}
+	return nil
 }
 
 func dialUnix(path string) error {

@@ -219,3 +219,76 @@ func grepLine(out, s string) string {
 	}
 	return ""
 }
+
+// Every service's /dev is its own and minimal: the basic nodes, the
+// configured devices (with fd also handed over), a devpts of its own
+// with max=16, nothing else; /dev, /sys (cgroup mounts included) and
+// /proc/sys are read-only. With connect, its runtime dir shows only its
+// own sockets and the connect entries.
+func TestMinimalDevAndView(t *testing.T) {
+	prog := vmtest.Bin(t, "testprog")
+	rd := vmtest.RunDir() + "/devview"
+	script := strings.Join([]string{
+		"echo dev=$(ls -A /dev | tr '\\n' ' ')",
+		"echo fuse=$(stat -c '%F %t:%T' /dev/fuse)",
+		"echo fd5=$(readlink /proc/self/fd/5)",
+		"grep -E ' /dev(/pts|/shm)? ' /proc/self/mountinfo | sed 's/^/mnt=/'",
+		"grep -E ' /sys(/fs/cgroup[^ ]*)? ' /proc/self/mountinfo | awk '{print \"sysmnt=\" $5 \" \" $6}'",
+		"grep -E ' /proc/sys ' /proc/self/mountinfo | awk '{print \"procsys=\" $6}'",
+		"echo rundir=$(ls -A " + rd + " | tr '\\n' ' ')",
+		"(" + prog + " dial " + rd + "/allowed.sock &)",
+		"exec sleep 100",
+	}, "; ")
+	c := vmtest.NewConfig(t, "devview",
+		map[string]any{"name": "other", "argv": []string{prog, "linger", "1ms"},
+			"sockets": []map[string]any{{"path": rd + "/hidden.sock", "fd": 3, "mode": "0666"}, {"path": rd + "/allowed.sock", "fd": 4, "mode": "0666"}}},
+		map[string]any{"name": "d", "argv": []string{"/bin/sh", "-c", script}, "uid": 0,
+			"devices": []map[string]any{{"path": "/dev/fuse"}, {"path": "/dev/kmsg", "fd": 5}},
+			"sockets": []map[string]any{{"path": rd + "/own.sock", "fd": 3}},
+			"connect": []string{rd + "/allowed.sock"}})
+	vm := vmtest.Start(t, c, vmtest.Options{})
+	vm.PID1()
+	vm.WaitFor("d: rundir=", 30*time.Second)
+	vm.WaitFor("d: connected", 30*time.Second) // to allowed.sock
+	out := vm.Stderr.String()
+	want := "d: dev=fd full fuse kmsg null ptmx pts random shm stderr stdin stdout tty urandom zero"
+	if !strings.Contains(out, want) {
+		t.Errorf("want %q:\n%s", want, out)
+	}
+	for _, w := range []string{"d: fuse=character special file a:e5", "d: fd5=/dev/kmsg", "d: rundir=allowed.sock own.sock", "d: procsys=ro,"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("output lacks %q", w)
+		}
+	}
+	var devOK, ptsOK bool
+	for _, l := range strings.Split(out, "\n") {
+		if !strings.HasPrefix(l, "d: mnt=") {
+			continue
+		}
+		f := strings.Fields(l)
+		switch {
+		case f[5] == "/dev" && strings.HasPrefix(f[6], "ro,") && strings.Contains(l, " - tmpfs "):
+			devOK = true
+		case f[5] == "/dev/pts" && strings.Contains(l, " - devpts ") && strings.Contains(l, "max=16"):
+			ptsOK = true
+		}
+	}
+	if !devOK || !ptsOK {
+		t.Errorf("want /dev a read-only tmpfs (%v) and /dev/pts a devpts with max=16 (%v):\n%s", devOK, ptsOK, out)
+	}
+	n := 0
+	for _, l := range strings.Split(out, "\n") {
+		if s, ok := strings.CutPrefix(l, "d: sysmnt="); ok {
+			n++
+			if !strings.Contains(s, " ro,") && !strings.HasSuffix(s, " ro") {
+				t.Errorf("writable in the service's view: %s", s)
+			}
+		}
+	}
+	if n < 2 {
+		t.Errorf("want /sys and its cgroup mounts in the view, saw %d:\n%s", n, out)
+	}
+	vm.Signal(syscall.SIGTERM)
+	vm.Wait(10 * time.Second)
+	vm.AssertClean(time.Second)
+}

@@ -35,6 +35,10 @@ func Listen(so config.Socket) (*os.File, error) {
 	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: so.Path}); err != nil {
 		return fail("bind", err)
 	}
+	if err := keepHandle(so.Path); err != nil {
+		os.Remove(so.Path)
+		return fail("open", err)
+	}
 	if err := os.Chown(so.Path, int(so.UID), int(so.GID)); err != nil {
 		os.Remove(so.Path)
 		return fail("chown", err)

@@ -224,9 +224,10 @@ func makeRuntimeDir(in *inner, vm *config.VM, stale staleState) error {
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return fmt.Errorf("runtime dir: %w", err)
 	}
+	// Sticky: a service may remove or rename only what it created.
 	mode, gid := os.FileMode(0o755), 0
 	if vm.GID != nil {
-		mode, gid = 0o770, int(*vm.GID)
+		mode, gid = 0o770|os.ModeSticky, int(*vm.GID)
 	}
 	if err := in.intend(ctlRuntimeDir); err != nil {
 		return err

@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
@@ -15,7 +16,12 @@ import (
 //  2. a fresh /proc for the new PID namespace;
 //  3. binds, then read-only paths, then masked paths, so that a mask
 //     always wins over a bind or a read-only path below it;
-//  4. the VMs' locks (ClaimDir) masked, so no service can open one.
+//  4. the VMs' locks (ClaimDir) masked, so no service can open one;
+//  5. /proc/sys read-only and /proc's host-wide files masked (procMasks):
+//     checked by euid alone, they would give a uid-0 service without
+//     capabilities the host (core_pattern, sysrq-trigger). Each service
+//     also gets /sys read-only (package launcher), which PID 1, writing
+//     cgroup files, cannot have in its own view.
 func setupMounts(m config.Mount) error {
 	prop := uintptr(unix.MS_SLAVE)
 	if m.Propagation == config.PropagationPrivate {
@@ -42,8 +48,28 @@ func setupMounts(m config.Mount) error {
 			return err
 		}
 	}
+	for _, p := range procReadonly {
+		if err := bind(p, p, true); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	for _, p := range procMasks {
+		if err := mask(p); err != nil {
+			return err
+		}
+	}
 	return nil
 }
+
+// procReadonly and procMasks are what runc and crun make read-only and
+// mask in /proc, and what Spectrum's bwrap lines cover (/proc/fs,
+// /proc/irq, /proc/kallsyms).
+var (
+	procReadonly = []string{"/proc/sys", "/proc/bus"}
+	procMasks    = []string{"/proc/kcore", "/proc/keys", "/proc/kallsyms", "/proc/sysrq-trigger", "/proc/timer_list",
+		"/proc/timer_stats", "/proc/sched_debug", "/proc/latency_stats", "/proc/kmsg", "/proc/fs", "/proc/irq",
+		"/proc/acpi", "/proc/scsi", "/proc/asound", "/proc/driver"}
+)
 
 // bind mounts src on dst with everything below it; readonly applies to
 // every mount of the tree (mount_setattr with AT_RECURSIVE), which a

@@ -146,6 +146,9 @@ func (v *vm) setup() error {
 		if s.spec, err = services.NewSpec(c, path, abi, v.cfg.GID, v.umask); err != nil {
 			return err
 		}
+		if err := s.spec.SetView(v.cfg, c); err != nil {
+			return fmt.Errorf("%s: %w", c.Name, err)
+		}
 		if err := s.openFiles(); err != nil {
 			return fmt.Errorf("%s: %w", c.Name, err)
 		}

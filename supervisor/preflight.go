@@ -176,6 +176,8 @@ func serviceProblems(vm *config.VM, i int, add func(path, format string, args ..
 			add(at("devices[%d].path", j), "%v", err)
 		} else if fi.IsDir() {
 			add(at("devices[%d].path", j), "%s is a directory, not a device", d.Path)
+		} else if fi.Mode()&os.ModeDevice == 0 {
+			add(at("devices[%d].path", j), "%s is not a device node", d.Path)
 		}
 	}
 	for _, r := range s.Rlimits {

@@ -451,7 +451,7 @@ func (v *vm) watchReady(s *service) {
 		var err error
 		switch {
 		case r.Socket != "":
-			err = services.WaitSocket(ctx, r.Socket)
+			err = services.WaitSocket(ctx, r.Socket, s.cfg.UID, greets(s.cfg))
 		case r.Exists != "":
 			err = services.WaitExists(ctx, r.Exists)
 		case notifyR != nil:
@@ -546,11 +546,11 @@ func (v *vm) stop(byItself bool) {
 			return
 		}
 		logger.Printf("%s: asking the guest to power off", s.cfg.Name)
-		pid, how := s.pid, *s.cfg.VMM
+		pid, how, owner := s.pid, *s.cfg.VMM, s.cfg.UID
 		if how.QMP == "" && how.CloudHypervisor == "" {
 			s.sent |= 1 << uint(how.Signal)
 		}
-		go func() { v.send(event{kind: evPoweroff, err: powerOff(how, pid, d)}) }()
+		go func() { v.send(event{kind: evPoweroff, err: powerOff(how, pid, owner, d)}) }()
 		return
 	}
 	v.signalOthers()
@@ -658,6 +658,9 @@ func (s *service) openFiles() error {
 		s.files[so.FD] = f
 	}
 	for _, d := range s.cfg.Devices {
+		if d.FD == 0 {
+			continue // only in its /dev
+		}
 		f, err := services.OpenDevice(d)
 		if err != nil {
 			return err

@@ -12,18 +12,24 @@ import (
 	"golang.org/x/sys/unix"
 
 	"vmsup/config"
+	"vmsup/services"
 )
 
 // powerOff asks the guest to shut down the way the VMM understands:
 // QMP system_powerdown (QEMU), PUT /api/v1/vm.power-button (Cloud
 // Hypervisor), or a signal. It returns once the request is accepted; the
 // VMM's exit is what ends the wait.
-func powerOff(how config.VMM, pid int, timeout time.Duration) error {
+//
+// The socket is reached only as services.Dial allows: the one vmsup
+// bound for the VMM, or one owned by the VMM's uid (owner) reached
+// without following a link, so that no other service can redirect the
+// request to another VM's VMM.
+func powerOff(how config.VMM, pid int, owner uint32, timeout time.Duration) error {
 	switch {
 	case how.QMP != "":
-		return qmpPowerdown(how.QMP, min(timeout, 10*time.Second))
+		return qmpPowerdown(how.QMP, owner, min(timeout, 10*time.Second))
 	case how.CloudHypervisor != "":
-		return chPowerButton(how.CloudHypervisor, min(timeout, 10*time.Second))
+		return chPowerButton(how.CloudHypervisor, owner, min(timeout, 10*time.Second))
 	default:
 		return unix.Kill(pid, how.Signal)
 	}
@@ -32,8 +38,8 @@ func powerOff(how config.VMM, pid int, timeout time.Duration) error {
 // qmpPowerdown speaks just enough QMP: read the greeting, negotiate
 // capabilities, send system_powerdown, and check each answer, skipping
 // asynchronous events.
-func qmpPowerdown(sock string, timeout time.Duration) error {
-	c, err := dialUnix(sock, timeout)
+func qmpPowerdown(sock string, owner uint32, timeout time.Duration) error {
+	c, err := dialUnix(sock, owner, timeout)
 	if err != nil {
 		return fmt.Errorf("qmp: %w", err)
 	}
@@ -77,8 +83,8 @@ func qmpPowerdown(sock string, timeout time.Duration) error {
 // Hypervisor's REST API on its UNIX socket. One fixed request does not
 // justify net/http, whose TLS dependencies would slow every re-exec of
 // vmsup.
-func chPowerButton(sock string, timeout time.Duration) error {
-	c, err := dialUnix(sock, timeout)
+func chPowerButton(sock string, owner uint32, timeout time.Duration) error {
+	c, err := dialUnix(sock, owner, timeout)
 	if err != nil {
 		return fmt.Errorf("cloud-hypervisor api: %w", err)
 	}
@@ -101,14 +107,14 @@ func chPowerButton(sock string, timeout time.Duration) error {
 // whose reads and writes fail after timeout. Package net would do, but
 // its initialisation costs 1.7 ms at every start of vmsup, which
 // re-executes itself for each service.
-func dialUnix(path string, timeout time.Duration) (*os.File, error) {
-	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+func dialUnix(path string, owner uint32, timeout time.Duration) (*os.File, error) {
+	fd, err := services.Dial(path, owner)
 	if err != nil {
-		return nil, err
-	}
-	if err := unix.Connect(fd, &unix.SockaddrUnix{Name: path}); err != nil {
-		unix.Close(fd)
 		return nil, fmt.Errorf("connect %s: %w", path, err)
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, err
 	}
 	f := os.NewFile(uintptr(fd), path)
 	if err := f.SetDeadline(time.Now().Add(timeout)); err != nil {
@@ -116,4 +122,19 @@ func dialUnix(path string, timeout time.Duration) (*os.File, error) {
 		return nil, err
 	}
 	return f, nil
+}
+
+// greets says whether the service's ready socket is a QMP socket vmsup
+// bound for it: the kernel accepts connections to it before QEMU runs,
+// so readiness waits for QEMU's greeting.
+func greets(s *config.Service) bool {
+	if s.VMM == nil || s.VMM.QMP != s.Ready.Socket {
+		return false
+	}
+	for _, so := range s.Sockets {
+		if so.Path == s.Ready.Socket {
+			return true
+		}
+	}
+	return false
 }

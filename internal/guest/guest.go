@@ -259,6 +259,9 @@ type QEMUOptions struct {
 	VirtiofsTag    string
 	// QMPSocket, when set, is a UNIX socket QEMU listens on for QMP.
 	QMPSocket string
+	// QMPFD, when set, is a listening socket QEMU is handed for QMP
+	// instead (vmsup binds it: the VMM's "sockets").
+	QMPFD int
 	// Extra arguments appended verbatim.
 	Extra []string
 }
@@ -315,7 +318,11 @@ func QEMUArgs(opts QEMUOptions) []string {
 			"-chardev", "socket,id=fs,path="+opts.VirtiofsSocket,
 			"-device", "vhost-user-fs-pci,chardev=fs,tag="+tag)
 	}
-	if opts.QMPSocket != "" {
+	switch {
+	case opts.QMPFD != 0:
+		args = append(args, "-chardev", "socket,id=qmp,fd="+strconv.Itoa(opts.QMPFD)+",server=on,wait=off",
+			"-mon", "chardev=qmp,mode=control")
+	case opts.QMPSocket != "":
 		args = append(args, "-qmp", "unix:"+opts.QMPSocket+",server=on,wait=off")
 	}
 	return append(args, opts.Extra...)
@@ -405,11 +412,12 @@ var VirtiofsdCapabilities = []string{"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_R
 // VMServices returns the "services" of a vmsup config for this guest:
 // virtiofsd sharing share on a socket vmsup pre-binds in runtimeDir, and a
 // QEMU running as vmmUID once virtiofsd is up, ready and powered off
-// through QMP.
+// through QMP on a socket vmsup also binds (fd 3): no service creates
+// anything in the runtime dir, which every one sees read-only.
 func VMServices(kernel, initrd, share, runtimeDir string, vmmUID int) []map[string]any {
 	fsSock, qmp := runtimeDir+"/fs.sock", runtimeDir+"/qmp.sock"
 	qemu := append([]string{QEMUBinary}, QEMUArgs(QEMUOptions{
-		Kernel: kernel, Initrd: initrd, VirtiofsSocket: fsSock, VirtiofsTag: "share", QMPSocket: qmp,
+		Kernel: kernel, Initrd: initrd, VirtiofsSocket: fsSock, VirtiofsTag: "share", QMPFD: 3,
 	})...)
 	return []map[string]any{
 		{
@@ -425,8 +433,10 @@ func VMServices(kernel, initrd, share, runtimeDir string, vmmUID int) []map[stri
 			"name": "vmm", "argv": qemu, "uid": vmmUID, "gid": vmmUID,
 			"after":       []string{"virtiofsd"},
 			"private_tmp": "16M", "private_shm": "16M",
-			"ready": map[string]any{"socket": qmp},
-			"vmm":   map[string]any{"qmp": qmp},
+			"sockets": []map[string]any{{"path": qmp, "fd": 3, "mode": "0600"}},
+			"connect": []string{fsSock},
+			"ready":   map[string]any{"socket": qmp},
+			"vmm":     map[string]any{"qmp": qmp},
 		},
 	}
 }

@@ -59,6 +59,8 @@ func main() {
 		serve(os.Args[2])
 	case "dial": // dial PATH: see peer.go
 		dial(os.Args[2])
+	case "view": // view NAME RUNDIR OTHERSOCK CGFILE HOSTPTS DEV1 DEV2 CAPS CONNECT: see view.go
+		view(os.Args[2:])
 	case "linger": // linger DELAY: see linger.go
 		linger(dur(os.Args[2]), os.Args[3:])
 	case "syscall-attacks": // syscall-attacks DIR MOUNTDIR HANDLE: see syscalls.go

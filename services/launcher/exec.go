@@ -14,8 +14,9 @@ import (
 // The order matters:
 //  1. descriptors: everything but 0-2 and the service's fds is marked
 //     close-on-exec first, so nothing leaks whatever fails;
-//  2. private /tmp and /dev/shm, and the cover that refuses user
-//     namespaces, while still root;
+//  2. the view (view.go: a minimal /dev, /sys read-only, the VM's own
+//     runtime dir alone), private /tmp and /dev/shm, and the cover that
+//     refuses user namespaces, while still root;
 //  3. rlimits, while CAP_SYS_RESOURCE may still be held;
 //  4. Landlock: the rules on the new mounts, no_new_privs, then the
 //     ruleset the supervisor built is enforced on this thread;
@@ -43,6 +44,9 @@ func Exec() {
 func run(sp *Spec) error {
 	if err := closeOthers(sp.Keep); err != nil {
 		return wrap("descriptors", err)
+	}
+	if err := setupView(sp); err != nil {
+		return err
 	}
 	if err := privateTmpfs(sp); err != nil {
 		return err

@@ -3,7 +3,9 @@
 // cgroup and a new mount namespace (clone3 with CLONE_INTO_CGROUP |
 // CLONE_NEWNS), with the service's descriptors, including its Landlock
 // ruleset, already at their final numbers; Exec then runs one linear
-// sequence (descriptors, private /tmp and /dev/shm, the cover that
+// sequence (descriptors, the service's view: a minimal /dev, /sys
+// read-only and its VM's runtime dir alone, private /tmp and /dev/shm,
+// the cover that
 // refuses user namespaces, rlimits, Landlock, credentials and
 // capabilities, a session keyring, working directory, the seccomp
 // filter) ending in execve of the service.
@@ -60,6 +62,7 @@ type Spec struct {
 	// Filter is the seccomp program, one sock_filter per number (code,
 	// jt, jf, k from the high bits down); empty for none.
 	Filter []uint64
+	View   View
 }
 
 // Rlimit is one resource limit, set as both soft and hard limit.
@@ -105,6 +108,28 @@ func (sp *Spec) fields(c *codec) {
 	num(c, &sp.ErrFD)
 	num(c, &sp.Umask)
 	nums(c, &sp.Filter)
+	v := &sp.View
+	c.count(len(v.Devices), func(n int) { v.Devices = make([]Node, n) })
+	for i := range v.Devices {
+		d := &v.Devices[i]
+		c.str(&d.Path)
+		num(c, &d.Mode)
+		num(c, &d.Rdev)
+		num(c, &d.UID)
+		num(c, &d.GID)
+	}
+	c.str(&v.RunDir)
+	c.flag(&v.HideParent)
+	c.flag(&v.Writable)
+	c.strs(&v.Protect)
+	only := v.Only != nil
+	c.flag(&only)
+	c.strs(&v.Only)
+	if !only {
+		v.Only = nil
+	} else if v.Only == nil {
+		v.Only = []string{}
+	}
 }
 
 // Encode returns the Spec as the value of SpecEnv.

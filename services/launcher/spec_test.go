@@ -28,6 +28,9 @@ func sample() *Spec {
 		Keep:   []int{3, 4, 7},
 		Listen: 2, ErrFD: 8, Umask: 0o027,
 		Filter: []uint64{0x0020000000000004, 0x0015000100000000 | 0xc000003e, ^uint64(0)},
+		View: View{Devices: []Node{{Path: "/dev/kvm", Mode: 0o20660, Rdev: 10<<8 | 232, UID: 0, GID: 108}},
+			RunDir: "/run/vmsup/w", HideParent: true, Writable: true, Protect: []string{"/run/vmsup/w/fs.sock"},
+			Only: []string{}},
 	}
 }
 
@@ -43,7 +46,7 @@ func TestSpecRoundTrip(t *testing.T) {
 		}
 		// Empty and nil lists are the same on the wire.
 		want := *sp
-		for _, p := range []any{&want.Argv, &want.Env, &want.Groups, &want.Caps, &want.Rlimits, &want.Rules, &want.Keep, &want.Filter} {
+		for _, p := range []any{&want.Argv, &want.Env, &want.Groups, &want.Caps, &want.Rlimits, &want.Rules, &want.Keep, &want.Filter, &want.View.Devices, &want.View.Protect} {
 			v := reflect.ValueOf(p).Elem()
 			if v.Len() == 0 {
 				v.Set(reflect.MakeSlice(v.Type(), 0, 0))
