@@ -73,6 +73,8 @@ type Service struct {
 	UserNamespaces bool
 	Sockets        []Socket
 	Devices        []Device
+	Network        string // NetworkNone (default) or NetworkHost
+	Taps           []Tap
 	Landlock       *LandlockPaths // nil when landlock_paths is absent
 	Limits         Limits
 	Rlimits        []Rlimit

@@ -296,6 +296,7 @@ type svcRefs struct {
 	afterVal *value
 	vmmVal   *value
 	sockets  []nameRef // socket paths
+	taps     []nameRef // TAP names
 }
 
 // nameRef is a string found at path, kept for a later check.
@@ -313,12 +314,12 @@ type fdRef struct {
 }
 
 func (p *parser) service(v *value, path string, vmUID, vmGID optID) (Service, *svcRefs) {
-	s := Service{OnExit: OnExitShutdown, StopSignal: unix.SIGTERM}
+	s := Service{OnExit: OnExitShutdown, StopSignal: unix.SIGTERM, Network: NetworkNone}
 	refs := &svcRefs{path: path}
 	f, ok := p.object(v, path, "name", "argv", "env", "cwd", "uid", "gid", "groups",
 		"capabilities", "private_tmp", "private_shm", "sockets", "devices",
 		"landlock_paths", "limits", "rlimits", "after", "ready", "on_exit",
-		"stop_signal", "vmm", "user_namespaces")
+		"stop_signal", "vmm", "user_namespaces", "network", "taps")
 	if !ok {
 		return s, refs
 	}
@@ -411,6 +412,12 @@ func (p *parser) service(v *value, path string, vmUID, vmGID optID) (Service, *s
 			}
 			s.Devices = append(s.Devices, d)
 		}
+	}
+	if v, path := f.get("network"); v != nil {
+		s.Network, _ = p.enum(v, path, NetworkNone, NetworkHost)
+	}
+	if v, path := f.get("taps"); v != nil {
+		s.Taps = p.taps(v, path, refs, &fds)
 	}
 	if v, path := f.get("landlock_paths"); v != nil {
 		s.Landlock = p.landlockPaths(v, path)
@@ -917,6 +924,7 @@ func (p *parser) crossCheck(refs []*svcRefs) {
 		byName[r.name] = i
 	}
 
+	p.crossCheckTaps(refs)
 	sockets := map[string]string{}
 	vmm := ""
 	for _, r := range refs {
