@@ -57,6 +57,9 @@ type Spec struct {
 	launcher.Spec
 	abi   int // 0: Landlock off
 	paths *landlock.Paths
+	// NetNamespace is the service's network namespace (NewNetNS), which each
+	// launch joins; nil for the host's.
+	NetNamespace *os.File
 }
 
 // NewSpec builds the launch spec of s. abi is the Landlock ABI to

@@ -27,7 +27,7 @@ import (
 // Setup, in order: catch signals (before anything else, so none is lost);
 // wait for the VM to be handed over and lock it; watch the control pipe;
 // shape the mount namespace; bind the services' sockets and open their
-// devices; create the service cgroups with their limits. Then the event
+// devices; make their network namespaces and TAPs (tap.go); create the service cgroups with their limits. Then the event
 // loop runs the VM (see vm.go).
 func Init() int {
 	unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&[]byte("vmsup-pid1\x00")[0])), 0, 0, 0)
@@ -120,6 +120,9 @@ func (v *vm) setup() error {
 			return err
 		}
 		if err := s.openFiles(); err != nil {
+			return fmt.Errorf("%s: %w", c.Name, err)
+		}
+		if err := s.openNetwork(); err != nil {
 			return fmt.Errorf("%s: %w", c.Name, err)
 		}
 		if err := s.makeCgroup(v.cgroupDir); err != nil {

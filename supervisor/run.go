@@ -214,6 +214,9 @@ func preflight(vm *config.VM) (*preflighted, int, error) {
 			}
 		}
 	}
+	for _, p := range TapProblems(vm) {
+		problems = append(problems, "config: "+p)
+	}
 	if len(problems) > 0 {
 		return nil, ExitConfig, errors.New(strings.Join(problems, "\n"))
 	}

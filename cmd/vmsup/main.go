@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
@@ -79,11 +80,15 @@ func cli(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprint(stderr, usage)
 			return supervisor.ExitConfig
 		}
-		_, errs := config.Load(fs.Arg(0))
+		vm, errs := config.Load(fs.Arg(0))
 		for _, e := range errs {
 			fmt.Fprintln(stdout, e)
 		}
 		if len(errs) > 0 {
+			return supervisor.ExitConfig
+		}
+		if probs := supervisor.TapProblems(vm); len(probs) > 0 {
+			fmt.Fprintln(stdout, strings.Join(probs, "\n"))
 			return supervisor.ExitConfig
 		}
 		return 0

@@ -51,6 +51,7 @@ type Spec struct {
 	Ruleset  int
 	Rules    []pathrule.Rule
 	HasPaths bool  // landlock_paths restricts the file system
+	NetNS    int   // descriptor of the network namespace to join, -1 for the host's
 	Keep     []int // descriptors the service receives besides 0, 1, 2
 	Listen   int   // number of sockets announced in LISTEN_FDS
 	ErrFD    int   // where the launcher reports a failure; close-on-exec
@@ -94,6 +95,7 @@ func (sp *Spec) fields(c *codec) {
 		num(c, &sp.Rules[i].Access)
 	}
 	c.flag(&sp.HasPaths)
+	num(c, &sp.NetNS)
 	nums(c, &sp.Keep)
 	num(c, &sp.Listen)
 	num(c, &sp.ErrFD)

@@ -25,6 +25,7 @@ func sample() *Spec {
 		Ruleset:  -1,
 		Rules:    []pathrule.Rule{{Path: "/tmp", Access: 1<<16 - 1}},
 		HasPaths: true,
+		NetNS:    9,
 		Keep:     []int{3, 4, 7},
 		Listen:   2, ErrFD: 8, Umask: 0o027,
 	}
