@@ -61,6 +61,8 @@ func main() {
 		dial(os.Args[2])
 	case "linger": // linger DELAY: see linger.go
 		linger(dur(os.Args[2]), os.Args[3:])
+	case "net": // net TCPADDR UDPADDR LISTENADDR ABSTRACT PEERADDR: see netattack.go
+		netAttacks(os.Args[2], os.Args[3], os.Args[4], os.Args[5], os.Args[6])
 	case "fds": // fds: print the open descriptors, then sleep
 		fmt.Println("fds", strings.Join(openFDs(), " "))
 		fmt.Println("env", strings.Join(os.Environ(), " "))
