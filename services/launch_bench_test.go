@@ -17,20 +17,28 @@ import (
 	"vmsup/services"
 )
 
-// BenchmarkLaunch starts /bin/true three ways, interleaved so that the
+// BenchmarkLaunch starts /bin/true several ways, interleaved so that the
 // machine's noise hits all alike, and reports each one's median:
 //
 //   - vmsup: a fully sandboxed service as the supervisor starts it: a new
 //     cgroup (created and removed each time), clone3 into it with a new
-//     mount namespace, the launcher's private /tmp and /dev/shm, rlimits,
-//     a Landlock domain (scopes and path rules), uid/gid change, every
-//     capability dropped, execve; timed until the service has exited;
-//   - bwrap: `bwrap --unshare-pid --dev-bind / / --tmpfs /tmp --tmpfs
-//     /dev/shm --die-with-parent /bin/true`;
+//     mount namespace, the launcher joining the service's network
+//     namespace (network "none": made once per service, at set-up), its
+//     private /tmp and /dev/shm, rlimits, a Landlock domain (scopes and
+//     path rules), uid/gid change, every capability dropped, execve;
+//     timed until the service has exited;
+//   - vmsup+netns: the same with the network namespace made for this
+//     launch (NewNetNS, loopback up through netlink) and closed after:
+//     a service's first launch;
+//   - netns: NewNetNS and close alone;
+//   - bwrap: `bwrap --unshare-pid --unshare-net --dev-bind / / --tmpfs
+//     /tmp --tmpfs /dev/shm --die-with-parent /bin/true`;
 //   - true: bare /bin/true.
 //
 // vmsup's VM-wide setup (its PID namespace, done once per VM) is not in
-// the per-service figure; bwrap makes a PID namespace per service.
+// the per-service figure; bwrap makes a PID namespace per service. The
+// kernel frees a network namespace later, in a work queue (cleanup_net),
+// so its teardown is in none of the figures.
 func BenchmarkLaunch(b *testing.B) {
 	vmtest.RequireRoot(b)
 	bwrap, err := exec.LookPath("bwrap")
@@ -54,7 +62,16 @@ func BenchmarkLaunch(b *testing.B) {
 	devnull, _ := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
 	defer devnull.Close()
 
-	vmsup := func() {
+	netns := func() *os.File {
+		f, err := services.NewNetNS()
+		if err != nil {
+			b.Fatal(err)
+		}
+		return f
+	}
+	spec.NetNamespace = netns()
+	defer spec.NetNamespace.Close()
+	launch := func(spec *services.Spec) {
 		dir := filepath.Join(parent, fmt.Sprintf("bench-%d", time.Now().UnixNano()))
 		if err := os.Mkdir(dir, 0o755); err != nil {
 			b.Fatal(err)
@@ -77,6 +94,13 @@ func BenchmarkLaunch(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	fresh := *spec
+	vmsup := func() { launch(spec) }
+	vmsupNetns := func() {
+		fresh.NetNamespace = netns()
+		launch(&fresh)
+		fresh.NetNamespace.Close()
+	}
 	run := func(argv ...string) func() {
 		return func() {
 			if out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput(); err != nil {
@@ -90,7 +114,9 @@ func BenchmarkLaunch(b *testing.B) {
 		d    []time.Duration
 	}{
 		{"vmsup", vmsup, nil},
-		{"bwrap", run(bwrap, "--unshare-pid", "--dev-bind", "/", "/", "--tmpfs", "/tmp", "--tmpfs", "/dev/shm", "--die-with-parent", "/bin/true"), nil},
+		{"vmsup+netns", vmsupNetns, nil},
+		{"netns", func() { netns().Close() }, nil},
+		{"bwrap", run(bwrap, "--unshare-pid", "--unshare-net", "--dev-bind", "/", "/", "--tmpfs", "/tmp", "--tmpfs", "/dev/shm", "--die-with-parent", "/bin/true"), nil},
 		{"true", run("/bin/true"), nil},
 	}
 	for i := range ways { // warm up caches
@@ -112,5 +138,6 @@ func BenchmarkLaunch(b *testing.B) {
 		b.ReportMetric(med[w.name], w.name+"-median-ms")
 	}
 	b.ReportMetric(med["vmsup"]/med["bwrap"], "vmsup/bwrap")
+	b.ReportMetric(med["vmsup+netns"]/med["bwrap"], "vmsup+netns/bwrap")
 	b.ReportMetric(0, "ns/op")
 }
