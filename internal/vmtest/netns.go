@@ -4,6 +4,7 @@ import (
 	"runtime"
 	"testing"
 
+	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
 
@@ -38,5 +39,11 @@ func NetNS(t testing.TB) {
 		}
 		orig.Close()
 	})
-	MustRun(t, "ip", "link", "set", "lo", "up")
+	lo, err := netlink.LinkByName("lo")
+	if err == nil {
+		err = netlink.LinkSetUp(lo)
+	}
+	if err != nil {
+		t.Fatalf("network namespace: loopback up: %v", err)
+	}
 }
