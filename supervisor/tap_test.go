@@ -149,3 +149,45 @@ func TestTapRefused(t *testing.T) {
 	}
 	assertNoLink(t, tapName(t, "tnobr"))
 }
+
+// A restarted service gets the same TAP and the same network namespace:
+// both are made once per service, at set-up, and held by PID 1.
+func TestTapAndNetnsKeptAcrossRestart(t *testing.T) {
+	vmtest.NetNS(t)
+	tap := tapName(t, "trst")
+	c := vmtest.NewConfig(t, "tap-restart", map[string]any{
+		"name": "vmm", "uid": 1000, "gid": 1000, "on_exit": "restart",
+		"argv": []string{"/bin/sh", "-c", "echo run $(readlink /proc/self/ns/net) $(grep iff /proc/self/fdinfo/4); sleep 0.2"},
+		"taps": []map[string]any{{"name": tap, "fd": 4}},
+	})
+	vm := vmtest.Start(t, c, vmtest.Options{})
+	vm.PID1()
+	deadline := time.Now().Add(20 * time.Second)
+	var runs []string
+	for len(runs) < 2 && time.Now().Before(deadline) {
+		runs = runs[:0]
+		for _, l := range strings.Split(vm.Stderr.String(), "\n") {
+			if r, ok := strings.CutPrefix(l, "vmm: run "); ok {
+				runs = append(runs, r)
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	mine, _ := os.Readlink("/proc/thread-self/ns/net")
+	switch {
+	case len(runs) < 2:
+		t.Fatalf("the service did not run twice:\n%s", vm.Stderr.String())
+	case runs[0] != runs[1]:
+		t.Errorf("first run %q, second %q: not the same namespace and TAP", runs[0], runs[1])
+	case !strings.Contains(runs[0], "iff: "+tap) && !strings.Contains(runs[0], "iff:\t"+tap):
+		t.Errorf("no TAP %s on fd 4: %q", tap, runs[0])
+	case strings.Contains(runs[0], mine):
+		t.Errorf("the service runs in vmsup's network namespace: %q", runs[0])
+	}
+	vm.Signal(syscall.SIGTERM)
+	if st := vm.Wait(15 * time.Second); st != 0 {
+		t.Errorf("status %d, want 0", st)
+	}
+	vm.AssertClean(time.Second)
+	assertNoLink(t, tap)
+}
