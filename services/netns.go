@@ -7,7 +7,6 @@ import (
 	"sync"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -40,23 +39,37 @@ func NewNetNS() (*os.File, error) {
 }
 
 // hostNetNS is this process's network namespace, which threads return
-// to after making one.
-var hostNetNS = sync.OnceValue(func() netns.NsHandle {
-	h, _ := netns.GetFromPath("/proc/self/ns/net")
-	return h
+// to after making one (-1 if it cannot be opened).
+var hostNetNS = sync.OnceValue(func() int {
+	fd, err := unix.Open("/proc/self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1
+	}
+	return fd
 })
 
-func restore() error { return netns.Set(hostNetNS()) }
+func restore() error { return unix.Setns(hostNetNS(), unix.CLONE_NEWNET) }
 
 func newNetNS() (*os.File, error) {
-	if !hostNetNS().IsOpen() {
+	host := hostNetNS()
+	if host < 0 {
 		return nil, fmt.Errorf("network namespace: cannot open /proc/self/ns/net")
 	}
-	ns, err := netns.New()
+	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+		return nil, fmt.Errorf("network namespace: %w", err)
+	}
+	// thread-self, not /proc/PID/task/TID: PID 1's own PID and thread ID
+	// are those of its namespace, which the /proc mount may not share.
+	fd, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("network namespace: %w", err)
 	}
-	f := os.NewFile(uintptr(ns), "netns")
+	f := os.NewFile(uintptr(fd), "netns")
+	var a, b unix.Stat_t
+	if unix.Fstat(fd, &a) != nil || unix.Fstat(host, &b) != nil || a.Ino == b.Ino {
+		f.Close()
+		return nil, fmt.Errorf("network namespace: the new namespace cannot be told from the host's")
+	}
 	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {
 		f.Close()
