@@ -102,7 +102,7 @@ func (p *parser) crossCheckTaps(refs []*svcRefs) {
 	for _, r := range refs {
 		for _, t := range r.taps {
 			if first, dup := seen[t.s]; dup {
-				p.errorf(t.v.pos, t.path, "TAP name %s already used by %s", quote(t.s), first)
+				p.errorf(t.v.pos, t.path, "interface name %s already used by %s", quote(t.s), first)
 				continue
 			}
 			seen[t.s] = t.path

@@ -30,7 +30,7 @@ func TestNetworkRules(t *testing.T) {
 		{svc: `"taps":[{"name":"t0","fd":4,"queues":257}]`, want: `services[0].taps[0].queues: must be between 1 and 256`},
 		{svc: `"taps":[{"name":"t0","fd":1020,"queues":8}]`, want: `services[0].taps[0].fd: fd 1020 and its 8 queues go past 1023`},
 		{svc: `"taps":[{"name":"t0","fd":2}]`, want: `services[0].taps[0].fd: must be between 3 and 1023`},
-		{svc: `"taps":[{"name":"t0","fd":4},{"name":"t0","fd":5}]`, want: `services[0].taps[1].name: TAP name "t0" already used by services[0].taps[0].name`},
+		{svc: `"taps":[{"name":"t0","fd":4},{"name":"t0","fd":5}]`, want: `services[0].taps[1].name: interface name "t0" already used by services[0].taps[0].name`},
 		// Every queue takes a descriptor: fd 4 with 2 queues holds 4 and 5.
 		{svc: `"sockets":[{"path":"/run/x.sock","fd":5}],"taps":[{"name":"t0","fd":4,"queues":2}]`,
 			want: `services[0].taps[0].fd: fd 5 already used by services[0].sockets[0].fd`},
@@ -39,7 +39,7 @@ func TestNetworkRules(t *testing.T) {
 	})
 	runRules(t, []ruleCase{
 		{raw: two(`"taps":[{"name":"t0","fd":4}]`, `"taps":[{"name":"t0","fd":4}]`),
-			want: `services[1].taps[0].name: TAP name "t0" already used by services[0].taps[0].name`},
+			want: `services[1].taps[0].name: interface name "t0" already used by services[0].taps[0].name`},
 		{raw: two(`"taps":[{"name":"t0","fd":4}]`, `"taps":[{"name":"t1","fd":4}]`)},
 		{svc: `"taps":[{"name":"t0","fd":3}],"ready":{"notify_fd":3}`, want: `services[0].ready.notify_fd: fd 3 already used by services[0].taps[0].fd`},
 	})
