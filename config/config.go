@@ -76,6 +76,8 @@ type Service struct {
 	// Connect lists the pathname sockets the service may connect to; nil
 	// when not given (any its file modes allow), empty when given empty.
 	Connect    []string
+	Network    string // NetworkNone (default) or NetworkHost
+	Taps       []Tap
 	Landlock   *LandlockPaths // nil when landlock_paths is absent
 	Limits     Limits
 	Rlimits    []Rlimit

@@ -311,6 +311,7 @@ type svcRefs struct {
 	afterVal *value
 	vmmVal   *value
 	sockets  []nameRef // socket paths
+	taps     []nameRef // TAP names
 }
 
 // nameRef is a string found at path, kept for a later check.
@@ -328,12 +329,13 @@ type fdRef struct {
 }
 
 func (p *parser) service(v *value, path string, vmUID, vmGID optID) (Service, *svcRefs) {
-	s := Service{OnExit: OnExitShutdown, StopSignal: unix.SIGTERM}
+	s := Service{OnExit: OnExitShutdown, StopSignal: unix.SIGTERM, Network: NetworkNone}
 	refs := &svcRefs{path: path}
 	f, ok := p.object(v, path, "name", "argv", "env", "cwd", "uid", "gid", "groups",
 		"capabilities", "private_tmp", "private_shm", "sockets", "devices",
 		"landlock_paths", "limits", "rlimits", "after", "ready", "on_exit",
-		"stop_signal", "vmm", "user_namespaces", "connect", "syscalls")
+		"stop_signal", "vmm", "user_namespaces", "connect", "syscalls",
+		"network", "taps")
 	if !ok {
 		return s, refs
 	}
@@ -442,6 +444,12 @@ func (p *parser) service(v *value, path string, vmUID, vmGID optID) (Service, *s
 				s.Connect = []string{} // given and empty: connect to none
 			}
 		}
+	}
+	if v, path := f.get("network"); v != nil {
+		s.Network, _ = p.enum(v, path, NetworkNone, NetworkHost)
+	}
+	if v, path := f.get("taps"); v != nil {
+		s.Taps = p.taps(v, path, refs, &fds)
 	}
 	if v, path := f.get("landlock_paths"); v != nil {
 		s.Landlock = p.landlockPaths(v, path)
@@ -948,6 +956,7 @@ func (p *parser) crossCheck(refs []*svcRefs) {
 		byName[r.name] = i
 	}
 
+	p.crossCheckTaps(refs)
 	sockets := map[string]string{}
 	vmm := ""
 	for _, r := range refs {

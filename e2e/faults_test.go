@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"vmsup/cgroup"
@@ -38,6 +39,10 @@ import (
 //	                takes seconds)
 //	helper          a helper service (on_exit "shutdown", the default)
 //	helper-restart  a helper service with on_exit "restart"
+//
+// The VMM of the testprog VM has a TAP (faultTap), so every cell but
+// vmm-qemu is also a TAP cell: the TAP must be gone with the rest. Each
+// cell runs in a network namespace of its own (vmtest.NetNS).
 //
 // Phases (when the kill lands, chosen at random within the phase):
 //
@@ -140,6 +145,7 @@ func TestFaultMatrix(t *testing.T) {
 		m.seed = s
 	}
 	m.rng = rand.New(rand.NewPCG(m.seed, 0))
+	vmtest.NetNS(t) // the calibration VMs have faultTap too
 	m.calibrate(t)
 	t.Logf("seed %d (VMSUP_FAULT_SEED); %d iterations a cell, %d a vmm-qemu cell, budget %v a cell; starting: PID 1 after %v, first service after %v, its launch %v",
 		m.seed, m.iter, m.qemuIter, m.budget, m.cal.pid1, m.cal.firstSvc, m.cal.launch)
@@ -222,6 +228,7 @@ func (m *faultMatrix) config(t *testing.T, name string, restart bool) (vmtest.Co
 		"after": []string{"helper"},
 		"ready": map[string]any{"notify_fd": 3},
 		"vmm":   map[string]any{"signal": "SIGTERM"},
+		"taps":  []map[string]any{{"name": faultTap, "fd": 5}},
 	}
 	return vmtest.NewConfig(t, name, helper, vmm), gates
 }
@@ -237,6 +244,7 @@ func release(t *testing.T, dir string, names ...string) {
 
 // cell runs one role × phase as often as its count and budget allow.
 func (m *faultMatrix) cell(t *testing.T, role, ph string) {
+	vmtest.NetNS(t) // for the VMM's TAP: see faultTap
 	n, budget := m.iter, m.budget
 	if role == "vmm-qemu" {
 		n, budget = m.qemuIter, 10*m.budget
@@ -559,6 +567,7 @@ func (a *attempt) clean(kill time.Time) time.Duration {
 		if a.svcDir != "" {
 			left = append(left, inDir(a.svcDir)...)
 		}
+		left = append(left, tapLeft()...)
 		if len(left) == 0 {
 			return time.Since(from)
 		}
@@ -747,4 +756,16 @@ func (m *faultMatrix) groupOnce(t *testing.T, iter, vms int) (time.Duration, int
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// faultTap is the TAP of the testprog VM's VMM, in the cell's own
+// network namespace.
+const faultTap = "fault-tap0"
+
+// tapLeft reports faultTap if it is still there.
+func tapLeft() []string {
+	if _, err := netlink.LinkByName(faultTap); err == nil {
+		return []string{"TAP " + faultTap}
+	}
+	return nil
 }

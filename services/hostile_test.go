@@ -49,6 +49,7 @@ const (
 	bSeccomp   = "syscall filter"      // the default seccomp filter (config: syscalls.allow)
 	bConnect   = "connect"             // "connect": [] on Landlock ABI 9 (RESOLVE_UNIX): no pathname socket
 	bSysRO     = "read-only /sys"      // /sys and every mount below it read-only in each service's view; not a config choice
+	bNetNS     = "network namespace"   // network "none": abstract sockets belong to the service's own namespace
 )
 
 type attack struct {
@@ -67,9 +68,9 @@ var attacks = []attack{
 	{"killpg peer SIGUSR2", []string{bLandlock}, ""},
 	{"SIGIO to peer via F_SETOWN", []string{bLandlock}, ""},
 
-	{"connect peer abstract socket", []string{bLandlock}, ""},
-	{"send to peer abstract datagram socket", []string{bLandlock}, ""},
-	{"connect host abstract socket", []string{bLandlock}, ""},
+	{"connect peer abstract socket", []string{bLandlock, bNetNS}, ""},
+	{"send to peer abstract datagram socket", []string{bLandlock, bNetNS}, ""},
+	{"connect host abstract socket", []string{bLandlock, bNetNS}, ""},
 
 	{"ptrace peer", []string{bLandlock, bTargetCap}, ""},
 	{"read peer memory via /proc/PID/mem", []string{bLandlock, bTargetCap}, ""},
@@ -128,6 +129,7 @@ type run struct {
 	userns    bool     // "user_namespaces": true for both
 	allCaps   bool     // every capability of the host for both services
 	noFilter  bool     // every syscall group lifted for both
+	network   string   // "network" of both services
 	present   []string // barriers in place, for both sides
 	blueOnly  []string // barriers in place for blue's attacks only
 }
@@ -135,6 +137,8 @@ type run struct {
 // duel runs the VM of r and returns each side's outcome per attack
 // ("blocked (...)" or "ESCAPED") and its status lines.
 func duel(t *testing.T, vmName string, r run) (map[string]map[string]string, map[string][]string) {
+	// The "host" of the duel is a network namespace of the test's own.
+	vmtest.NetNS(t)
 	prog := vmtest.Bin(t, "testprog")
 	dir := vmtest.SharedDir(t)
 	base := filepath.Base(dir)
@@ -163,7 +167,8 @@ func duel(t *testing.T, vmName string, r run) (map[string]map[string]string, map
 		s := map[string]any{
 			"name": me, "argv": []string{prog, "duel", me, peer, dir, host},
 			"uid": 1000, "gid": 1000,
-			"env": map[string]string{"SECRET": "s3cret-" + me},
+			"env":     map[string]string{"SECRET": "s3cret-" + me},
+			"network": r.network,
 		}
 		if r.tmp {
 			s["private_tmp"], s["private_shm"] = "4M", "4M"
@@ -310,8 +315,8 @@ func judge(t *testing.T, r run, res map[string]map[string]string) (tried, blocke
 // capabilities are exactly the configured ones and no_new_privs is set.
 // The known gaps are reported, not hidden.
 func TestHostileSiblings(t *testing.T) {
-	r := run{contained: true, landlock: "required", tmp: true,
-		present:  []string{bLandlock, bRootPID1, bCaps, bCgroup, bTmp, bNNP, bStdio, bMntLock, bHostBound, bUserNS, bKeyring, bSeccomp, bSysRO},
+	r := run{contained: true, landlock: "required", tmp: true, network: "none",
+		present:  []string{bLandlock, bRootPID1, bCaps, bCgroup, bTmp, bNNP, bStdio, bMntLock, bHostBound, bUserNS, bKeyring, bSeccomp, bSysRO, bNetNS},
 		blueOnly: []string{bTargetCap}}
 	r.present = append(r.present, sysctlBarriers(t)...)
 	if landlock.ABI() >= landlock.ResolveUnixABI {
@@ -334,11 +339,11 @@ func TestHostileSiblings(t *testing.T) {
 }
 
 // Control: without Landlock, private /tmp and /dev/shm, the syscall
-// filter and the cover that refuses user namespaces, the attacks those stop get through
-// (red's ptrace-class ones only: blue lacks red's capability), and the
-// others stay blocked.
+// filter, the cover that refuses user namespaces and network namespaces,
+// the attacks those stop get through (red's ptrace-class ones only: blue
+// lacks red's capability), and the others stay blocked.
 func TestHostileControlWithoutLandlockAndTmp(t *testing.T) {
-	r := run{landlock: "off", tmp: false, userns: true, noFilter: true,
+	r := run{landlock: "off", tmp: false, userns: true, noFilter: true, network: "host",
 		present:  []string{bRootPID1, bCaps, bCgroup, bNNP, bStdio, bMntLock, bHostBound, bKeyring, bSysRO},
 		blueOnly: []string{bTargetCap}}
 	r.present = append(r.present, sysctlBarriers(t)...)
@@ -348,12 +353,12 @@ func TestHostileControlWithoutLandlockAndTmp(t *testing.T) {
 }
 
 // Control: with every capability the host allows (Landlock and the
-// syscall filter off), the
+// syscall filter off, the host's network namespace), the
 // attacks that capabilities and root-owned files stop get through too;
 // only what no config can remove still holds: no_new_privs, no terminal,
 // locked mounts, the host's bounding set, and private /tmp (kept here).
 func TestHostileControlEveryCapability(t *testing.T) {
-	r := run{landlock: "off", tmp: true, allCaps: true, noFilter: true,
+	r := run{landlock: "off", tmp: true, allCaps: true, noFilter: true, network: "host",
 		present: []string{bTmp, bNNP, bStdio, bMntLock, bKeyring, bSysRO, bUserNS, bHostBound}}
 	if hostHasCap(t, "CAP_SYS_RESOURCE") {
 		r.present = r.present[:len(r.present)-1]

@@ -72,10 +72,14 @@ func Start(sp *Spec, files map[int]*os.File, out *os.File, cgroupFD int) (*Launc
 	}
 	defer null.Close()
 	// Index = descriptor number in the child; ^0 closes that number.
-	sp.Ruleset, sp.Rules = -1, rules
+	sp.Ruleset, sp.Rules, sp.Spec.NetNS = -1, rules, -1
 	n := sp.ErrFD + 1
 	if rs >= 0 {
 		sp.Ruleset = n
+		n++
+	}
+	if sp.NetNamespace != nil {
+		sp.Spec.NetNS = n
 		n++
 	}
 	fdv := make([]uintptr, n)
@@ -90,6 +94,9 @@ func Start(sp *Spec, files map[int]*os.File, out *os.File, cgroupFD int) (*Launc
 	fdv[sp.ErrFD] = errW.Fd()
 	if rs >= 0 {
 		fdv[sp.Ruleset] = uintptr(rs)
+	}
+	if sp.NetNamespace != nil {
+		fdv[sp.Spec.NetNS] = sp.NetNamespace.Fd()
 	}
 
 	// The launcher lives a few milliseconds and allocates little: one P

@@ -17,24 +17,32 @@ import (
 	"vmsup/services"
 )
 
-// BenchmarkLaunch starts /bin/true three ways, interleaved so that the
+// BenchmarkLaunch starts /bin/true several ways, interleaved so that the
 // machine's noise hits all alike, and reports each one's median:
 //
 //   - vmsup: a fully sandboxed service as the supervisor starts it: a new
 //     cgroup (created and removed each time), clone3 into it with a new
-//     mount namespace, the launcher's private /tmp and /dev/shm, rlimits,
-//     a Landlock domain (scopes and path rules), uid/gid change, every
-//     capability dropped, execve; timed until the service has exited;
-//     and the service's view (a minimal /dev with its own devpts, /sys
-//     read-only, the VM's runtime dir alone with its parent hidden);
+//     mount namespace, the launcher joining the service's network
+//     namespace (network "none": made once per service, at set-up), the
+//     service's view (a minimal /dev with its own devpts, /sys read-only,
+//     the VM's runtime dir alone with its parent hidden), its private
+//     /tmp and /dev/shm, rlimits, a Landlock domain (scopes and path
+//     rules), uid/gid change, every capability dropped, the seccomp
+//     filter, execve; timed until the service has exited;
 //   - vmsup-nofilter: vmsup without the seccomp filter, for its cost;
+//   - vmsup+netns: the same with the network namespace made for this
+//     launch (NewNetNS, loopback up through netlink) and closed after:
+//     a service's first launch;
+//   - netns: NewNetNS and close alone;
 //   - bwrap: `bwrap --unshare-pid --unshare-net --dev-bind / / --dev /dev
 //     --ro-bind /sys /sys --tmpfs /tmp --tmpfs /dev/shm --die-with-parent
 //     --new-session /bin/true`;
 //   - true: bare /bin/true.
 //
 // vmsup's VM-wide setup (its PID namespace, done once per VM) is not in
-// the per-service figure; bwrap makes a PID namespace per service.
+// the per-service figure; bwrap makes a PID namespace per service. The
+// kernel frees a network namespace later, in a work queue (cleanup_net),
+// so its teardown is in none of the figures.
 func BenchmarkLaunch(b *testing.B) {
 	vmtest.RequireRoot(b)
 	bwrap, err := exec.LookPath("bwrap")
@@ -66,12 +74,16 @@ func BenchmarkLaunch(b *testing.B) {
 	devnull, _ := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
 	defer devnull.Close()
 
-	// The same launch without the seccomp filter: the difference is the
-	// filter's cost (it is built once per service, not at each launch).
-	noFilter := *spec
-	noFilter.Filter = nil
-	cur := spec
-	vmsup := func() {
+	netns := func() *os.File {
+		f, err := services.NewNetNS()
+		if err != nil {
+			b.Fatal(err)
+		}
+		return f
+	}
+	spec.NetNamespace = netns()
+	defer spec.NetNamespace.Close()
+	launch := func(spec *services.Spec) {
 		dir := filepath.Join(parent, fmt.Sprintf("bench-%d", time.Now().UnixNano()))
 		if err := os.Mkdir(dir, 0o755); err != nil {
 			b.Fatal(err)
@@ -80,7 +92,7 @@ func BenchmarkLaunch(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		l, err := services.Start(cur, nil, devnull, int(cg.Fd()))
+		l, err := services.Start(spec, nil, devnull, int(cg.Fd()))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -93,6 +105,17 @@ func BenchmarkLaunch(b *testing.B) {
 		if err := unix.Rmdir(dir); err != nil {
 			b.Fatal(err)
 		}
+	}
+	fresh := *spec
+	vmsup := func() { launch(spec) }
+	// The same launch without the seccomp filter: the difference is the
+	// filter's cost (it is built once per service, not at each launch).
+	noFilter := *spec
+	noFilter.Filter = nil
+	vmsupNetns := func() {
+		fresh.NetNamespace = netns()
+		launch(&fresh)
+		fresh.NetNamespace.Close()
 	}
 	run := func(argv ...string) func() {
 		return func() {
@@ -107,7 +130,9 @@ func BenchmarkLaunch(b *testing.B) {
 		d    []time.Duration
 	}{
 		{"vmsup", vmsup, nil},
-		{"vmsup-nofilter", func() { cur = &noFilter; vmsup(); cur = spec }, nil},
+		{"vmsup-nofilter", func() { launch(&noFilter) }, nil},
+		{"vmsup+netns", vmsupNetns, nil},
+		{"netns", func() { netns().Close() }, nil},
 		{"bwrap", run(bwrap, "--unshare-pid", "--unshare-net", "--dev-bind", "/", "/", "--dev", "/dev", "--ro-bind", "/sys", "/sys",
 			"--tmpfs", "/tmp", "--tmpfs", "/dev/shm", "--die-with-parent", "--new-session", "/bin/true"), nil},
 		{"true", run("/bin/true"), nil},
@@ -132,5 +157,6 @@ func BenchmarkLaunch(b *testing.B) {
 	}
 	b.ReportMetric(med["vmsup"]/med["bwrap"], "vmsup/bwrap")
 	b.ReportMetric(med["vmsup"]-med["vmsup-nofilter"], "filter-ms")
+	b.ReportMetric(med["vmsup+netns"]/med["bwrap"], "vmsup+netns/bwrap")
 	b.ReportMetric(0, "ns/op")
 }

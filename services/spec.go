@@ -59,6 +59,9 @@ type Spec struct {
 	abi     int // 0: Landlock off
 	paths   *landlock.Paths
 	connect []string // nil: pathname connects are not restricted by Landlock
+	// NetNamespace is the service's network namespace (NewNetNS), which each
+	// launch joins; nil for the host's.
+	NetNamespace *os.File
 }
 
 // NewSpec builds the launch spec of s. abi is the Landlock ABI to

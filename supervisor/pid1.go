@@ -28,8 +28,9 @@ import (
 // Setup, in order: catch signals (before anything else, so none is lost);
 // wait for the VM to be handed over and lock it; watch the control pipe;
 // shape the mount namespace; bind the services' sockets and open their
-// devices; create the service cgroups with their limits. Then the event
-// loop runs the VM (see vm.go), and PID 1 hands it back (handBack).
+// devices; make their network namespaces and TAPs (tap.go); create the
+// service cgroups with their limits. Then the event loop runs the VM
+// (see vm.go), and PID 1 hands it back (handBack).
 func Init() int {
 	unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&[]byte("vmsup-pid1\x00")[0])), 0, 0, 0)
 	sigs := make(chan os.Signal, 16)
@@ -150,6 +151,9 @@ func (v *vm) setup() error {
 			return fmt.Errorf("%s: %w", c.Name, err)
 		}
 		if err := s.openFiles(); err != nil {
+			return fmt.Errorf("%s: %w", c.Name, err)
+		}
+		if err := s.openNetwork(); err != nil {
 			return fmt.Errorf("%s: %w", c.Name, err)
 		}
 		if err := s.makeCgroup(v.cgroupDir); err != nil {

@@ -42,6 +42,7 @@ func Problems(vm *config.VM) []*config.Error {
 	for i := range vm.Services {
 		serviceProblems(vm, i, add)
 	}
+	tapProblems(vm, add)
 	return ps
 }
 

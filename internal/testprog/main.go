@@ -71,6 +71,8 @@ func main() {
 		connectEach(os.Args[2:])
 	case "keeper": // keeper DIR: see syscalls.go
 		keeper(os.Args[2])
+	case "net": // net TCPADDR UDPADDR LISTENADDR ABSTRACT PEERADDR: see netattack.go
+		netAttacks(os.Args[2], os.Args[3], os.Args[4], os.Args[5], os.Args[6])
 	case "fds": // fds: print the open descriptors, then sleep
 		fmt.Println("fds", strings.Join(openFDs(), " "))
 		fmt.Println("env", strings.Join(os.Environ(), " "))

@@ -14,6 +14,8 @@ import (
 // The order matters:
 //  1. descriptors: everything but 0-2 and the service's fds is marked
 //     close-on-exec first, so nothing leaks whatever fails;
+//     then the service's network namespace is joined (setns), unless
+//     it has the host's;
 //  2. the view (view.go: a minimal /dev, /sys read-only, the VM's own
 //     runtime dir alone), private /tmp and /dev/shm, and the cover that
 //     refuses user namespaces, while still root;
@@ -44,6 +46,9 @@ func Exec() {
 func run(sp *Spec) error {
 	if err := closeOthers(sp.Keep); err != nil {
 		return wrap("descriptors", err)
+	}
+	if err := joinNetNS(sp.NetNS); err != nil {
+		return err
 	}
 	if err := setupView(sp); err != nil {
 		return err

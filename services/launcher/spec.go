@@ -55,6 +55,7 @@ type Spec struct {
 	Rules    []pathrule.Rule
 	HasPaths bool  // landlock_paths restricts the file system
 	TSync    bool  // Landlock ABI 8: enforce on every thread (LANDLOCK_RESTRICT_SELF_TSYNC)
+	NetNS    int   // descriptor of the network namespace to join, -1 for the host's
 	Keep     []int // descriptors the service receives besides 0, 1, 2
 	Listen   int   // number of sockets announced in LISTEN_FDS
 	ErrFD    int   // where the launcher reports a failure; close-on-exec
@@ -103,6 +104,7 @@ func (sp *Spec) fields(c *codec) {
 	}
 	c.flag(&sp.HasPaths)
 	c.flag(&sp.TSync)
+	num(c, &sp.NetNS)
 	nums(c, &sp.Keep)
 	num(c, &sp.Listen)
 	num(c, &sp.ErrFD)

@@ -25,6 +25,7 @@ func sample() *Spec {
 		Ruleset:  -1,
 		Rules:    []pathrule.Rule{{Path: "/tmp", Access: 1<<16 - 1}},
 		HasPaths: true, TSync: true,
+		NetNS:  9,
 		Keep:   []int{3, 4, 7},
 		Listen: 2, ErrFD: 8, Umask: 0o027,
 		Filter: []uint64{0x0020000000000004, 0x0015000100000000 | 0xc000003e, ^uint64(0)},
