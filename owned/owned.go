@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -177,5 +178,7 @@ func readNames(fd int) ([]string, error) {
 	}
 	f := os.NewFile(uintptr(dup), "dir")
 	defer f.Close()
-	return f.Readdirnames(-1)
+	names, err := f.Readdirnames(-1)
+	sort.Strings(names) // what is left is reported in a stable order
+	return names, err
 }

@@ -595,9 +595,9 @@ func (v *vm) kill() {
 }
 
 // teardown removes the service cgroups (killing what a service left
-// behind, such as a daemonized child). When the outer stage is gone it
-// also removes what the outer stage would have: the VM's cgroup, after
-// moving PID 1 out of it, and the runtime directory.
+// behind, such as a daemonized child), then the VM's cgroup, after
+// moving PID 1 out of it, and the runtime directory (the outer stage
+// tries again after PID 1 has exited, for when PID 1 is killed).
 func (v *vm) teardown() {
 	if v.deadline != nil {
 		v.deadline.Stop()
@@ -627,11 +627,12 @@ func (v *vm) teardown() {
 			}
 		}
 	}
-	if v.orphaned {
-		leaveCgroup()
-		if err := removeVM(v.cfg, v.cgroupDir); err != nil {
-			logger.Print(err)
-		}
+	// PID 1 removes the VM itself, whether or not the outer stage is
+	// still there to do it: the outer stage may be killed at any moment
+	// after this process has exited, and then nobody would.
+	leaveCgroup()
+	if err := removeVM(v.cfg, v.cgroupDir); err != nil {
+		logger.Print(err)
 	}
 }
 
