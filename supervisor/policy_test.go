@@ -228,20 +228,28 @@ func envCount(t *testing.T, name string, def int) int {
 // A restart service that can never be exec'd (Landlock's execute list
 // does not cover its binary) fails the VM at its first attempt: status
 // 1, no restart, and its dependent never starts.
+// As the VMM, it is not asked to power a guest off either.
 func TestUnlaunchableRestartFailsVM(t *testing.T) {
-	c := vmtest.NewConfig(t, "noexec",
-		map[string]any{"name": "a", "argv": []string{"/usr/bin/sleep", "100"}, "on_exit": "restart",
-			"landlock_paths": map[string]any{"execute": []string{"/usr/sbin"}}},
-		map[string]any{"name": "b", "argv": []string{"/usr/bin/sleep", "100"}, "after": []string{"a"}})
-	vm, st := vmtest.Run(t, c, 10*time.Second)
-	out := vm.Stderr.String()
-	if st != 1 || !strings.Contains(out, "a: cannot start: exec /usr/bin/sleep: permission denied") {
-		t.Fatalf("status %d, want 1 and the reason:\n%s", st, out)
+	for _, isVMM := range []bool{false, true} {
+		a := map[string]any{"name": "a", "argv": []string{"/usr/bin/sleep", "100"}, "on_exit": "restart",
+			"landlock_paths": map[string]any{"execute": []string{"/usr/sbin"}}}
+		if isVMM {
+			a["vmm"] = map[string]any{"signal": "SIGTERM"}
+		}
+		c := vmtest.NewConfig(t, "noexec", a,
+			map[string]any{"name": "b", "argv": []string{"/usr/bin/sleep", "100"}, "after": []string{"a"}},
+			sh("other", "exec sleep 100"))
+		vm, st := vmtest.Run(t, c, 10*time.Second)
+		out := vm.Stderr.String()
+		if st != 1 || !strings.Contains(out, "a: cannot start: exec /usr/bin/sleep: permission denied") {
+			t.Fatalf("VMM %v: status %d, want 1 and the reason:\n%s", isVMM, st, out)
+		}
+		if n := strings.Count(out, "a: cannot start"); n != 1 || strings.Contains(out, "a: restarting") ||
+			strings.Contains(out, "b: ") || strings.Contains(out, "power off") {
+			t.Fatalf("VMM %v: %d attempts, want 1, no restart, b never started, no power-off:\n%s", isVMM, n, out)
+		}
+		vm.AssertClean(time.Second)
 	}
-	if n := strings.Count(out, "a: cannot start"); n != 1 || strings.Contains(out, "a: restarting") || strings.Contains(out, "b: ") {
-		t.Fatalf("%d attempts, want 1, no restart, b never started:\n%s", n, out)
-	}
-	vm.AssertClean(time.Second)
 }
 
 // A VM whose VMM exits 0 by itself (the guest powered off) ends with 3,

@@ -540,7 +540,7 @@ func (v *vm) stop(byItself bool) {
 			s.state = gone
 		}
 	}
-	if s := v.vmm; s != nil && s.pid != 0 {
+	if s := v.vmm; s != nil && s.pid != 0 && s.launchErr == nil { // a VMM that could not be launched runs no guest
 		if s.state == launching {
 			v.signal(s, s.cfg.StopSignal)
 			return
