@@ -12,6 +12,7 @@ import (
 	"vmsup/cgroup"
 	"vmsup/landlock"
 	"vmsup/services"
+	"vmsup/status"
 )
 
 // inner is the inner stage as the outer stage sees it: PID 1, its
@@ -49,8 +50,10 @@ func startInner(o Options, raw []byte) (*inner, error) {
 	cmd := exec.Command("/proc/self/exe")
 	cmd.Args = []string{"vmsup-pid1"}
 	cmd.Env = []string{"PATH=" + services.DefaultPath}
-	if v := os.Getenv(landlock.ABIMaxEnv); v != "" {
-		cmd.Env = append(cmd.Env, landlock.ABIMaxEnv+"="+v)
+	for _, k := range []string{landlock.ABIMaxEnv, status.DirEnv} {
+		if v := os.Getenv(k); v != "" {
+			cmd.Env = append(cmd.Env, k+"="+v)
+		}
 	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stderr, os.Stderr
 	cmd.ExtraFiles = []*os.File{cfgFile, ctlR, outer}

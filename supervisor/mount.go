@@ -13,9 +13,11 @@ import (
 //  1. propagation: slave (host mounts made later still appear inside,
 //     nothing made inside leaks out) or private;
 //  2. a fresh /proc for the new PID namespace;
-//  3. binds, then read-only paths, then masked paths, so that a mask
+//  3. the status records' directory (hide) masked, before the binds so
+//     that a bind of an ancestor carries the mask along;
+//  4. binds, then read-only paths, then masked paths, so that a mask
 //     always wins over a bind or a read-only path below it.
-func setupMounts(m config.Mount) error {
+func setupMounts(m config.Mount, hide string) error {
 	prop := uintptr(unix.MS_SLAVE)
 	if m.Propagation == config.PropagationPrivate {
 		prop = unix.MS_PRIVATE
@@ -25,6 +27,11 @@ func setupMounts(m config.Mount) error {
 	}
 	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		return fmt.Errorf("mount /proc: %w", err)
+	}
+	if hide != "" {
+		if err := mask(hide); err != nil {
+			return err
+		}
 	}
 	for _, b := range m.Binds {
 		if err := bind(b.Source, b.Target, b.Readonly); err != nil {

@@ -103,7 +103,10 @@ func (v *vm) setup() error {
 		return err
 	}
 	services.Launcher = exe
-	if err := setupMounts(v.cfg.Mount); err != nil {
+	if err := v.openStatus(); err != nil {
+		return err
+	}
+	if err := setupMounts(v.cfg.Mount, v.statusDir()); err != nil {
 		return err
 	}
 	abi := 0

@@ -47,6 +47,7 @@ import (
 	"vmsup/landlock"
 	"vmsup/s6"
 	"vmsup/services"
+	"vmsup/status"
 )
 
 // Exit statuses of `vmsup run` (CONTRACT.md).
@@ -435,6 +436,7 @@ func destroyVM(vm *config.VM, cg *vmCgroup) error {
 	if err := os.RemoveAll(vm.RuntimeDir); err != nil {
 		errs = append(errs, fmt.Errorf("runtime dir: %w", err))
 	}
+	status.RemoveStale(vm.Name)
 	return errors.Join(errs...)
 }
 

@@ -90,6 +90,7 @@ const (
 	evRestart                   // a back-off timer fired
 	evDeadline                  // shutdown_timeout passed
 	evPoweroff                  // the guest was asked to power off
+	evReadyTimeout              // ready.timeout passed for a launch
 )
 
 type event struct {
@@ -114,6 +115,7 @@ type service struct {
 	cancel    context.CancelFunc
 	startedAt time.Time
 	restarts  int
+	lastExit  string // how the last launch ended, for the status record
 	sent      uint64 // signals vmsup sent this launch: bit n for signal n
 
 	files    map[int]*os.File // sockets and devices by service fd
@@ -139,6 +141,7 @@ type vm struct {
 	orphaned  bool // the outer stage is gone
 	deadline  *time.Timer
 	logs      sync.WaitGroup // one per service output pipe still open
+	status    *recorder      // the state record (status.go)
 }
 
 func newVM(c *config.VM, notify *os.File, umask int) *vm {
@@ -171,6 +174,7 @@ func (v *vm) readControl(ctl *os.File) {
 // run is the event loop; it returns the VM's exit status.
 func (v *vm) run(sigs <-chan os.Signal) int {
 	v.startEligible()
+	v.record()
 	for !v.finished() {
 		select {
 		case sig := <-sigs:
@@ -183,6 +187,7 @@ func (v *vm) run(sigs <-chan os.Signal) int {
 		case e := <-v.events:
 			v.handle(e)
 		}
+		v.record()
 	}
 	v.teardown()
 	if v.failed {
@@ -205,6 +210,12 @@ func (v *vm) handle(e event) {
 		v.launched(e.svc, e.gen, e.err)
 	case evReady:
 		v.readied(e.svc, e.gen, e.err)
+	case evReadyTimeout:
+		if s := e.svc; s.gen == e.gen && s.state == started && v.phase == running {
+			logger.Printf("%s: not ready within %s (ready rule: %s): the VM failed", s.cfg.Name, seconds(s.cfg.Ready.Timeout), readyRule(s.cfg.Ready))
+			v.failed = true
+			v.stop()
+		}
 	case evRestart:
 		if s := e.svc; s.state == backoff && s.gen == e.gen && v.phase == running {
 			v.start(s)
@@ -361,6 +372,7 @@ func (v *vm) launched(s *service, gen int, err error) {
 	if err != nil {
 		logger.Printf("%s: cannot start: %v", s.cfg.Name, err)
 	} else {
+		logger.Printf("%s: started (pid %d in the VM)", s.cfg.Name, s.pid)
 		v.watchReady(s)
 	}
 	if ws := s.exitSeen; ws != nil {
@@ -376,6 +388,15 @@ func (v *vm) watchReady(s *service) {
 	gen, r := s.gen, s.cfg.Ready
 	notifyR := s.notifyR
 	s.notifyR = nil
+	if rule := readyRule(r); rule != "started" {
+		if r.Timeout > 0 {
+			logger.Printf("%s: waiting up to %s until ready (ready rule: %s)", s.cfg.Name, seconds(r.Timeout), rule)
+			t := time.AfterFunc(r.Timeout, func() { v.send(event{kind: evReadyTimeout, svc: s, gen: gen}) })
+			s.cancel = func() { cancel(); t.Stop() }
+		} else {
+			logger.Printf("%s: waiting until ready (ready rule: %s)", s.cfg.Name, rule)
+		}
+	}
 	go func() {
 		var err error
 		switch {
@@ -423,6 +444,7 @@ func (v *vm) exited(s *service, ws unix.WaitStatus) {
 		what = "could not be started"
 	}
 	logger.Printf("%s: %s", s.cfg.Name, what)
+	s.lastExit = what
 
 	if v.phase != running {
 		s.state = gone
@@ -602,6 +624,7 @@ func (v *vm) teardown() {
 			}
 		}
 	}
+	v.closeStatus()
 	if v.orphaned {
 		removeVM(v.cfg, v.cgroupDir)
 	}
