@@ -61,6 +61,8 @@ func main() {
 		dial(os.Args[2])
 	case "linger": // linger DELAY: see linger.go
 		linger(dur(os.Args[2]), os.Args[3:])
+	case "status-attack": // status-attack DIR NAME [umount]: see statusattack.go
+		statusAttack(os.Args[2], os.Args[3], len(os.Args) > 4 && os.Args[4] == "umount")
 	case "fds": // fds: print the open descriptors, then sleep
 		fmt.Println("fds", strings.Join(openFDs(), " "))
 		fmt.Println("env", strings.Join(os.Environ(), " "))
