@@ -19,7 +19,7 @@ type recorder struct {
 	rec     status.VM
 	keys    []string // per service: the state and launch its since is for
 	since   []time.Time
-	lastKey string   // the phase's
+	lastKey string // the phase's
 }
 
 // openStatus creates the VM's record before the mount namespace is

@@ -90,7 +90,7 @@ const (
 	evRestart                   // a back-off timer fired
 	evDeadline                  // shutdown_timeout passed
 	evPoweroff                  // the guest was asked to power off
-	evReadyTimeout              // ready.timeout passed for a launch
+	evNotReady                  // ready.timeout passed for a launch
 )
 
 type event struct {
@@ -210,7 +210,7 @@ func (v *vm) handle(e event) {
 		v.launched(e.svc, e.gen, e.err)
 	case evReady:
 		v.readied(e.svc, e.gen, e.err)
-	case evReadyTimeout:
+	case evNotReady:
 		if s := e.svc; s.gen == e.gen && s.state == started && v.phase == running {
 			logger.Printf("%s: not ready within %s (ready rule: %s): the VM failed", s.cfg.Name, seconds(s.cfg.Ready.Timeout), readyRule(s.cfg.Ready))
 			v.failed = true
@@ -391,7 +391,7 @@ func (v *vm) watchReady(s *service) {
 	if rule := readyRule(r); rule != "started" {
 		if r.Timeout > 0 {
 			logger.Printf("%s: waiting up to %s until ready (ready rule: %s)", s.cfg.Name, seconds(r.Timeout), rule)
-			t := time.AfterFunc(r.Timeout, func() { v.send(event{kind: evReadyTimeout, svc: s, gen: gen}) })
+			t := time.AfterFunc(r.Timeout, func() { v.send(event{kind: evNotReady, svc: s, gen: gen}) })
 			s.cancel = func() { cancel(); t.Stop() }
 		} else {
 			logger.Printf("%s: waiting until ready (ready rule: %s)", s.cfg.Name, rule)
