@@ -544,3 +544,22 @@ func (b *Buffer) WaitFor(s string, timeout time.Duration) bool {
 		}
 	}
 }
+
+// StatusCmd runs `vmsup status ARGS` as an operator would, against
+// StatusDir, and returns its standard output, standard error and exit
+// status.
+func StatusCmd(t testing.TB, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(Bin(t, "vmsup"), append([]string{"status"}, args...)...)
+	cmd.Env = append(os.Environ(), StatusEnv())
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return out.String(), errb.String(), code
+}
