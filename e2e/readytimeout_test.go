@@ -24,6 +24,7 @@ func TestVMReadyTimeout(t *testing.T) {
 	never := filepath.Join(vmtest.RunDir(), name, "never.sock")
 	vmm := c["services"].([]map[string]any)[1]
 	vmm["ready"] = map[string]any{"socket": never, "timeout": "4s"}
+	c["shutdown_timeout"] = "10s" // the guest may still be booting when asked to power off
 	t0 := time.Now()
 	vm := vmtest.Start(t, c, vmtest.Options{})
 	vm.PID1()
