@@ -28,7 +28,7 @@ type inner struct {
 // namespace. It waits for the VM to be handed over (handOver) before it
 // does anything; end of file on its control pipe before that means this
 // process died while creating the VM, and PID 1 removes what it created.
-func startInner(o Options, raw []byte) (*inner, error) {
+func startInner(o Options, raw []byte, name string) (*inner, error) {
 	cfgFile, err := memfile("vmsup-config", raw)
 	if err != nil {
 		return nil, err
@@ -48,7 +48,8 @@ func startInner(o Options, raw []byte) (*inner, error) {
 	defer outer.Close()
 	in := &inner{ctl: ctlW, done: make(chan error, 1)}
 	cmd := exec.Command("/proc/self/exe")
-	cmd.Args = []string{"vmsup-pid1"}
+	// ps shows which VM this PID 1 runs: "vmsup-pid1 NAME".
+	cmd.Args = []string{"vmsup-pid1", name}
 	cmd.Env = []string{"PATH=" + services.DefaultPath}
 	for _, k := range []string{landlock.ABIMaxEnv, status.DirEnv} {
 		if v := os.Getenv(k); v != "" {

@@ -181,7 +181,7 @@ func (v *vm) run(sigs <-chan os.Signal) int {
 			switch sig {
 			case syscall.SIGCHLD:
 				v.reap()
-			case syscall.SIGTERM, syscall.SIGINT:
+			case syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT:
 				v.stopRequest()
 			}
 		case e := <-v.events:

@@ -251,6 +251,9 @@ func versionString() string {
 	if v == "" {
 		v = "dev"
 	}
+	if r, ok := strings.CutSuffix(rev, "-modified"); ok { // the Makefile's form
+		rev, modified = r, true
+	}
 	if rev == "" {
 		return "vmsup " + v + " (no VCS revision: built outside a git checkout, or with -buildvcs=false)"
 	}
