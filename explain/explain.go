@@ -86,15 +86,29 @@ type Operation struct {
 // pid1 is how PID 1 appears among the pairs.
 const pid1 = "vmsup (PID 1)"
 
-// Analyse explains vm on this host.
-func Analyse(vm *config.VM) *Report {
-	abi := 0
-	if vm.Landlock != config.LandlockOff {
-		abi = landlock.ABI()
-	}
+// Host is what the analysis needs of the kernel.
+type Host struct {
+	Release     string
+	LandlockABI int
+}
+
+// ThisHost probes the running kernel.
+func ThisHost() Host {
 	var u unix.Utsname
 	unix.Uname(&u)
-	r := &Report{VM: vm.Name, Kernel: Kernel{Release: unix.ByteSliceToString(u.Release[:]), LandlockABI: abi, Landlock: vm.Landlock}}
+	return Host{Release: unix.ByteSliceToString(u.Release[:]), LandlockABI: landlock.ABI()}
+}
+
+// Analyse explains vm on this host.
+func Analyse(vm *config.VM) *Report { return AnalyseOn(vm, ThisHost()) }
+
+// AnalyseOn explains vm on a host like h.
+func AnalyseOn(vm *config.VM, h Host) *Report {
+	abi := 0
+	if vm.Landlock != config.LandlockOff {
+		abi = h.LandlockABI
+	}
+	r := &Report{VM: vm.Name, Kernel: Kernel{Release: h.Release, LandlockABI: abi, Landlock: vm.Landlock}}
 	for i := range vm.Services {
 		s := &vm.Services[i]
 		e := Service{Name: s.Name, UID: s.UID, GID: s.GID, Groups: append([]uint32{}, s.Groups...)}
@@ -307,7 +321,11 @@ func barriers(vm *config.VM, s *config.Service, abi int) (enforced, lacks []Barr
 		off("pathname socket rule", fmt.Sprintf("Landlock ABI %d has no right for connecting to pathname UNIX sockets (ABI 9, Linux 7.1)", abi), false)
 	}
 	on("no_new_privs", "set: setuid binaries and file capabilities give nothing")
-	on("capabilities", fmt.Sprintf("bounding set reduced to the %d kept", len(s.Capabilities)))
+	if len(s.Capabilities) == 0 {
+		on("capabilities", "none, bounding set included")
+	} else {
+		on("capabilities", fmt.Sprintf("every other dropped, bounding set included (%d kept)", len(s.Capabilities)))
+	}
 	on("cgroup", "a cgroup of its own, whose files belong to root")
 	if l := s.Limits; l.MemoryMax == 0 && l.PidsMax == 0 {
 		off("limits", "no memory_max or pids_max: it can exhaust the host's memory or PIDs", false)
@@ -447,21 +465,33 @@ func operations(a, b member, abi int, landlockOn bool) []Operation {
 	return ops
 }
 
-// verdict is one line per service.
+// verdict is one line per service: how much it exposes (high: it is
+// root in all but name; medium: it can reach others' files or processes;
+// low: only what it is handed), why, and the barriers it lacks.
 func verdict(e *Service, s *config.Service, pairs []Pair) string {
-	var worst []string
+	level := "low"
+	raise := func(l string) {
+		if l == "high" || level == "low" {
+			level = l
+		}
+	}
+	var why []string
 	for _, c := range s.Capabilities {
 		switch c.Name {
-		case "CAP_SYS_ADMIN", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_PTRACE", "CAP_BPF", "CAP_SYS_BOOT":
-			worst = append(worst, c.Name+" is root in all but name")
+		case "CAP_SYS_ADMIN", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_PTRACE", "CAP_BPF", "CAP_SYS_BOOT", "CAP_SETUID", "CAP_MKNOD":
+			raise("high")
+			why = append(why, c.Name+" is root in all but name")
 		case "CAP_DAC_OVERRIDE":
-			worst = append(worst, "CAP_DAC_OVERRIDE writes other services' and VMs' files")
+			raise("high")
+			why = append(why, "CAP_DAC_OVERRIDE writes other services' and VMs' files")
 		case "CAP_DAC_READ_SEARCH":
-			worst = append(worst, "CAP_DAC_READ_SEARCH reads every file on the host")
+			raise("medium")
+			why = append(why, "CAP_DAC_READ_SEARCH reads every file on the host")
 		}
 	}
 	if s.UID == 0 {
-		worst = append(worst, "uid 0 owns most of the host's files")
+		raise("medium")
+		why = append(why, "uid 0 owns most of the host's files")
 	}
 	var peers []string
 	for _, p := range pairs {
@@ -472,15 +502,33 @@ func verdict(e *Service, s *config.Service, pairs []Pair) string {
 		}
 	}
 	if len(peers) > 0 {
-		worst = append(worst, "shares its uid with "+strings.Join(peers, ", "))
+		raise("medium")
+		why = append(why, "shares its uid with "+strings.Join(peers, ", "))
 	}
+	var lacks []string
 	for _, b := range e.Lacks {
 		if b.Refuses {
-			worst = append(worst, "run refuses: "+b.Detail)
+			why = append(why, "run refuses: "+b.Detail)
+		}
+		if !containsString(lacks, b.Name) {
+			lacks = append(lacks, b.Name)
 		}
 	}
-	if len(worst) == 0 {
-		return "contained: reaches other services only through the sockets they hand it"
+	if len(why) == 0 {
+		why = append(why, "reaches other services only through what they hand it")
 	}
-	return "exposed: " + strings.Join(worst, "; ")
+	out := level + ": " + strings.Join(why, "; ")
+	if len(lacks) > 0 {
+		out += "; lacks " + strings.Join(lacks, ", ")
+	}
+	return out
+}
+
+func containsString(l []string, s string) bool {
+	for _, x := range l {
+		if x == s {
+			return true
+		}
+	}
+	return false
 }
