@@ -84,7 +84,6 @@ func Probe() Report {
 	add(pidfd())
 	add(clone3(kernel))
 	add(mountSetattr(kernel))
-	add(launcher())
 	return r
 }
 
@@ -497,12 +496,18 @@ func exists(path string) bool {
 	return err == nil
 }
 
-// MainConfig runs `vmsup check CONFIG`: the host probe, then what this
-// host would refuse of vm: the refusals explain found (Landlock), and
-// limits whose controller the cgroup2 root does not offer. It returns
-// 111 if run would refuse the config or a required feature is missing.
-func MainConfig(vm *config.VM, refusals []string, jsonOut bool, w io.Writer) int {
+// MainCLI runs `vmsup check [CONFIG]` for the vmsup binary: the probe,
+// vmsup-exec next to this binary, and, with a config (vm not nil), what
+// this host would refuse of it: the refusals explain found (Landlock),
+// and limits whose controller the cgroup2 root does not offer. It
+// returns 111 if a required feature is missing or run would refuse the
+// config.
+func MainCLI(vm *config.VM, refusals []string, jsonOut bool, w io.Writer) int {
 	r := Probe()
+	r.Features = append(r.Features, launcher())
+	if vm == nil {
+		return writeReport(r, nil, jsonOut, w)
+	}
 	have := map[string]bool{}
 	for _, f := range r.Features {
 		have[f.Name] = f.OK

@@ -59,6 +59,7 @@ func TestCLI(t *testing.T) {
 		{"check --json=yes", []string{"check", "--json=yes"}, nil, 100, "", "vmsup: check: --json takes no value\nvmsup: usage: vmsup check [--json] [CONFIG]\n"},
 		{"check bad ABI cap", []string{"check"}, []string{"VMSUP_LANDLOCK_ABI_MAX=abc"}, 100, "", "vmsup: check: VMSUP_LANDLOCK_ABI_MAX=\"abc\": want a Landlock ABI number (0 or more)\n"},
 		{"check bad config", []string{"check", bad}, nil, 100, "", "vmsup: check: " + bad + ": name: must match ^[a-z0-9][a-z0-9_-]{0,63}$\nvmsup: check: " + bad + ": services: must not be empty\n"},
+		{"check CONFIG on ABI 5", []string{"check", good}, []string{"VMSUP_LANDLOCK_ABI_MAX=5"}, 111, "cannot scope signals or abstract UNIX sockets (needs ABI 6, Linux 6.12)\nsummary: ", ""},
 		{"status two", []string{"status", "a", "b"}, nil, 100, "", "vmsup: status: at most one NAME\nvmsup: usage: vmsup status [--json] [NAME]\n"},
 		{"status bad name", []string{"status", "../etc"}, nil, 100, "", "vmsup: status: \"../etc\" is not a VM name\nvmsup: usage: vmsup status [--json] [NAME]\n"},
 		{"status not running", []string{"status", "no-such-vm-i14"}, nil, 1, "", "vmsup: status: no-such-vm-i14: no such VM runs\n"},

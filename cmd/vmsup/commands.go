@@ -97,14 +97,14 @@ func commands() []*command {
 					return exitUsage
 				}
 				if len(ops) == 0 {
-					return check.Main(jsonOut, io.out)
+					return check.MainCLI(nil, nil, jsonOut, io.out)
 				}
 				vm, errs := config.Load(ops[0])
 				if len(errs) > 0 {
 					configErrors(io, "check", ops[0], errs)
 					return exitUsage
 				}
-				return check.MainConfig(vm, explain.Refusals(explain.Analyse(vm)), jsonOut, io.out)
+				return check.MainCLI(vm, explain.Refusals(explain.Analyse(vm)), jsonOut, io.out)
 			}},
 		{name: "status", args: "[NAME]", desc: "the state of a running VM and of each of its services; without NAME, the VMs that run",
 			about: "One line for the VM (phase, time in it, services ready), then one per service:\n" +
