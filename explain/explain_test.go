@@ -59,7 +59,9 @@ func TestJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	var r struct {
-		Kernel   struct{ LandlockABI int `json:"landlock_abi"` } `json:"kernel"`
+		Kernel struct {
+			LandlockABI int `json:"landlock_abi"`
+		} `json:"kernel"`
 		Services []struct {
 			Name         string `json:"name"`
 			Capabilities []struct{ Name, Grants string }
