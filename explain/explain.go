@@ -12,6 +12,7 @@ package explain
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -144,12 +145,7 @@ func Refusals(r *Report) []string {
 }
 
 func has(s *config.Service, name string) bool {
-	for _, c := range s.Capabilities {
-		if c.Name == name {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(s.Capabilities, func(c config.Capability) bool { return c.Name == name })
 }
 
 // credentials lists the kept capabilities with what each grants.
@@ -257,17 +253,8 @@ func mayConnect(s *config.Service, so config.Socket) bool {
 	if so.UID == s.UID {
 		return so.Mode&0o200 != 0
 	}
-	if so.GID == s.GID || containsID(s.Groups, so.GID) {
+	if so.GID == s.GID || slices.Contains(s.Groups, so.GID) {
 		return so.Mode&0o020 != 0
-	}
-	return false
-}
-
-func containsID(l []uint32, id uint32) bool {
-	for _, x := range l {
-		if x == id {
-			return true
-		}
 	}
 	return false
 }
@@ -510,7 +497,7 @@ func verdict(e *Service, s *config.Service, pairs []Pair) string {
 		if b.Refuses {
 			why = append(why, "run refuses: "+b.Detail)
 		}
-		if !containsString(lacks, b.Name) {
+		if !slices.Contains(lacks, b.Name) {
 			lacks = append(lacks, b.Name)
 		}
 	}
@@ -522,13 +509,4 @@ func verdict(e *Service, s *config.Service, pairs []Pair) string {
 		out += "; lacks " + strings.Join(lacks, ", ")
 	}
 	return out
-}
-
-func containsString(l []string, s string) bool {
-	for _, x := range l {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
