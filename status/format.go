@@ -54,7 +54,11 @@ func Summary(r *VM, now time.Time) string {
 			ready++
 		}
 	}
-	return fmt.Sprintf("%s: %s %s, %d of %d services ready", r.Name, r.Phase, ago(r.Since, now), ready, len(r.Services))
+	pid := ""
+	if r.HostPID > 0 {
+		pid = fmt.Sprintf(" (pid %d)", r.HostPID)
+	}
+	return fmt.Sprintf("%s: %s%s %s, %d of %d services ready", r.Name, r.Phase, pid, ago(r.Since, now), ready, len(r.Services))
 }
 
 func ago(t, now time.Time) string {

@@ -8,7 +8,7 @@ import (
 	"strings"
 )
 
-// hostPIDs fills in each service's PID as this process's PID namespace
+// hostPIDs fills in PID 1's and each service's PID as this process's PID namespace
 // sees it. PID 1 knows only the PIDs of its own namespace; the
 // processes of that namespace are found by its /proc/N/ns/pid link,
 // and NSpid (innermost last) gives each one's PID inside. One pass over
@@ -20,7 +20,7 @@ func hostPIDs(r *VM) {
 			want[s.PID] = s
 		}
 	}
-	if len(want) == 0 || r.PIDNS == "" {
+	if r.PIDNS == "" {
 		return
 	}
 	procs, _ := filepath.Glob("/proc/[0-9]*")
@@ -29,8 +29,11 @@ func hostPIDs(r *VM) {
 			continue
 		}
 		inner := nsPID(p)
-		if s := want[inner]; s != nil {
-			s.HostPID, _ = strconv.Atoi(filepath.Base(p))
+		host, _ := strconv.Atoi(filepath.Base(p))
+		if inner == 1 {
+			r.HostPID = host
+		} else if s := want[inner]; s != nil {
+			s.HostPID = host
 		}
 	}
 }

@@ -56,7 +56,8 @@ type VM struct {
 	Phase    string    `json:"phase"` // starting, running, stopping, killing
 	Since    time.Time `json:"since"` // when the phase began
 	Started  time.Time `json:"started"`
-	PIDNS    string    `json:"pid_namespace"` // "pid:[4026532177]", PID 1's
+	PIDNS    string    `json:"pid_namespace"`      // "pid:[4026532177]", PID 1's
+	HostPID  int       `json:"host_pid,omitempty"` // PID 1's, as the reader sees it
 	Services []Service `json:"services"`
 }
 

@@ -73,7 +73,7 @@ func TestStatusStates(t *testing.T) {
 		// Ready once started, then ends: it counts as ready for the VM.
 		map[string]any{"name": "i", "argv": []string{"/bin/sh", "-c", "sleep 0.3"}, "on_exit": "ignore"})
 	vm := vmtest.Start(t, c, vmtest.Options{})
-	vm.PID1()
+	pid1 := vm.PID1()
 
 	r := waitStatus(t, name, 15*time.Second, "a starting, b waiting, r restarting, i stopped", func(r *status.VM) bool {
 		return svc(r, "a").State == status.Starting && svc(r, "b").State == status.Waiting &&
@@ -105,7 +105,7 @@ func TestStatusStates(t *testing.T) {
 		t.Fatalf("status %d", code)
 	}
 	for _, re := range []string{
-		`^status-states: starting \d+s, \d of 4 services ready\n`,
+		`^status-states: starting \(pid ` + strconv.Itoa(pid1) + `\) \d+s, \d of 4 services ready\n`,
 		`\n  a: starting \(pid \d+, \d+ in the VM\) \d+s, restarts 0, not ready: waits for exists ` + regexp.QuoteMeta(flag) + `\n`,
 		`\n  b: waiting \d+s, restarts 0, then ready on after a, started\n`,
 		`\n  i: stopped \d+s, restarts 0, last exited with status 0\n`,

@@ -53,7 +53,7 @@ func TestCLI(t *testing.T) {
 		{"run bad ABI cap", []string{"run", good}, []string{"VMSUP_LANDLOCK_ABI_MAX=abc"}, 100, "", "vmsup: run: VMSUP_LANDLOCK_ABI_MAX=\"abc\": want a Landlock ABI number (0 or more)\n"},
 		{"validate no CONFIG", []string{"validate"}, nil, 100, "", "vmsup: validate: missing CONFIG\nvmsup: usage: vmsup validate CONFIG\n"},
 		{"validate ok", []string{"validate", good}, nil, 0, "", ""},
-		{"validate bad", []string{"validate", bad}, nil, 100, "name: must match ^[a-z0-9][a-z0-9_-]{0,63}$", "vmsup: validate: " + bad + ": 2 problems\n"},
+		{"validate bad", []string{"validate", bad}, nil, 100, "name: must match ^[a-z0-9][a-z0-9_-]{0,63}$\nservices: must not be empty\n", ""},
 		{"validate --json", []string{"validate", "--json", good}, nil, 100, "", "vmsup: validate: unknown option --json\nvmsup: usage: vmsup validate CONFIG\n"},
 		{"check two", []string{"check", good, good}, nil, 100, "", "vmsup: check: at most one CONFIG\nvmsup: usage: vmsup check [--json] [CONFIG]\n"},
 		{"check --json=yes", []string{"check", "--json=yes"}, nil, 100, "", "vmsup: check: --json takes no value\nvmsup: usage: vmsup check [--json] [CONFIG]\n"},

@@ -79,8 +79,7 @@ func commands() []*command {
 					fmt.Fprintln(io.out, e)
 				}
 				if len(errs) > 0 {
-					io.errorf("validate: %s: %d %s", ops[0], len(errs), plural(len(errs), "problem", "problems"))
-					return exitUsage
+					return exitUsage // the problems are the whole output: scripts count its lines
 				}
 				return 0
 			}},
@@ -164,12 +163,6 @@ func operandCount(ops []string, want string) string {
 	return fmt.Sprintf("want one %s, got %d operands: %s", want, len(ops), strings.Join(ops, " "))
 }
 
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return one
-	}
-	return many
-}
 
 func configErrors(io ioPair, cmd, path string, errs []*config.Error) {
 	for _, e := range errs {
