@@ -163,7 +163,6 @@ func operandCount(ops []string, want string) string {
 	return fmt.Sprintf("want one %s, got %d operands: %s", want, len(ops), strings.Join(ops, " "))
 }
 
-
 func configErrors(io ioPair, cmd, path string, errs []*config.Error) {
 	for _, e := range errs {
 		io.errorf("%s: %s: %v", cmd, path, e)
