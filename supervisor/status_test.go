@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"vmsup/internal/vmtest"
 	"vmsup/status"
 )
@@ -343,4 +345,29 @@ func TestUID0ServicePrlimitsPID1(t *testing.T) {
 	vm.Signal(syscall.SIGTERM)
 	vm.Wait(10 * time.Second)
 	vm.AssertClean(time.Second)
+}
+
+// One Ctrl-C or Ctrl-\ in a terminal (the signal to the whole process
+// group: the outer vmsup and PID 1) is one stop request, not two: the VM
+// stops gracefully, its service gets its stop signal and is not killed.
+func TestKeyboardSignalIsOneStop(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGQUIT} {
+		t.Run(unix.SignalName(sig), func(t *testing.T) {
+			c := vmtest.NewConfig(t, "keyboard-"+strings.ToLower(unix.SignalName(sig)),
+				sh("a", `trap 'echo got TERM; sleep 0.3; exit 0' TERM; echo up; while :; do sleep 0.1; done`))
+			// setsid: vmsup leads a process group of its own, as in a terminal.
+			vm := vmtest.Start(t, c, vmtest.Options{Wrap: []string{"setsid"}})
+			vm.PID1()
+			vm.WaitFor("a: up", 10*time.Second)
+			syscall.Kill(-vm.Cmd.Process.Pid, sig)
+			if st := vm.Wait(10 * time.Second); st != 0 {
+				t.Fatalf("status %d, want 0", st)
+			}
+			out := vm.Stderr.String()
+			if strings.Contains(out, "second stop request") || !strings.Contains(out, "a: got TERM") {
+				t.Errorf("not one graceful stop:\n%s", out)
+			}
+			vm.AssertClean(time.Second)
+		})
+	}
 }

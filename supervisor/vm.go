@@ -181,8 +181,12 @@ func (v *vm) run(sigs <-chan os.Signal) int {
 			switch sig {
 			case syscall.SIGCHLD:
 				v.reap()
-			case syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT:
+			case syscall.SIGTERM:
 				v.stopRequest()
+				// SIGINT and SIGQUIT come from a terminal (Ctrl-C, Ctrl-\)
+				// to the whole process group, the outer stage included,
+				// which forwards them: acting on both would make one
+				// keystroke two stop requests, a forceful stop.
 			}
 		case e := <-v.events:
 			v.handle(e)
