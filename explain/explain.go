@@ -398,7 +398,7 @@ func pairs(vm *config.VM, abi int) []Pair {
 		}
 		ms = append(ms, m)
 	}
-	var out []Pair
+	out := []Pair{} // [] in JSON, never null
 	for i := 0; i < len(ms); i++ {
 		for j := i + 1; j < len(ms); j++ {
 			a, b := ms[i], ms[j]
