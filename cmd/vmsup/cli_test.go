@@ -65,7 +65,7 @@ func TestCLI(t *testing.T) {
 		{"status not running", []string{"status", "no-such-vm-i14"}, nil, 1, "", "vmsup: status: no-such-vm-i14: no such VM runs\n"},
 		{"explain no CONFIG", []string{"explain"}, nil, 100, "", "vmsup: explain: missing CONFIG\nvmsup: usage: vmsup explain [--json] CONFIG\n"},
 		{"explain bad config", []string{"explain", bad}, nil, 100, "", "vmsup: explain: " + bad + ": name: must match ^[a-z0-9][a-z0-9_-]{0,63}$\nvmsup: explain: " + bad + ": services: must not be empty\n"},
-		{"explain --json", []string{"explain", "--json", good}, nil, 0, "\"same_uid_pairs\": [\n", ""},
+		{"explain --json", []string{"explain", "--json", good}, nil, 0, "\"same_uid_pairs\": []\n", ""},
 		{"explain text", []string{"explain", good}, nil, 0, "\nverdict\n  a: ", ""},
 		{"status none runs", []string{"status"}, nil, 0, "", ""},
 		{"status --json none runs", []string{"status", "--json"}, nil, 0, "{\n  \"vms\": []\n}\n", ""},
