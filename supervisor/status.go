@@ -52,9 +52,14 @@ func (v *vm) record() {
 		return
 	}
 	now := time.Now().UTC()
-	phase := map[phase]string{running: "running", stopping: "stopping", killing: "killing"}[v.phase]
-	if v.phase == running && !v.announced {
+	phase := "running"
+	switch {
+	case v.phase == running && !v.announced:
 		phase = "starting"
+	case v.phase == stopping:
+		phase = "stopping"
+	case v.phase == killing:
+		phase = "killing"
 	}
 	if phase != r.lastKey {
 		r.lastKey, r.rec.Phase, r.rec.Since = phase, phase, now
