@@ -13,8 +13,10 @@ deps:
 	scripts/install-deps
 
 # Two static binaries, installed side by side.
+# go build stamps the VCS revision itself, except in a git worktree.
+REVISION := $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD 2>/dev/null || echo -modified)
 build:
-	go build -trimpath -o $(BIN)/vmsup ./cmd/vmsup
+	go build -trimpath -buildvcs=auto -ldflags "-X main.revision=$(REVISION)" -o $(BIN)/vmsup ./cmd/vmsup
 	go build -trimpath -o $(BIN)/vmsup-exec ./cmd/vmsup-exec
 
 # Every test, as root, on the real kernel, s6, virtiofsd and QEMU (the

@@ -21,7 +21,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"vmsup/cgroup"
+	"vmsup/config"
 	"vmsup/landlock"
+	"vmsup/services"
 )
 
 // Feature is one probed kernel or host feature.
@@ -89,6 +91,19 @@ func Probe() Report {
 	return r
 }
 
+// launcher looks for vmsup-exec next to this binary, as run does.
+func launcher() Feature {
+	f := Feature{Name: "vmsup-exec", Required: true, Disables: runDisabled}
+	p, err := services.LauncherPath()
+	if err != nil {
+		f.Detail = err.Error()
+		return f
+	}
+	f.OK = true
+	f.Detail = p
+	return f
+}
+
 // Main runs `vmsup check`: one aligned line per feature, or with jsonOut
 // one JSON object {"ok": ..., "features": [...]}. It returns 0 when every
 // required feature is present and 111 otherwise.
@@ -98,15 +113,42 @@ func Main(jsonOut bool, w io.Writer) int {
 
 // write prints r and returns the exit status it stands for.
 func write(r Report, jsonOut bool, w io.Writer) int {
+	return writeReport(r, nil, jsonOut, w)
+}
+
+// writeReport prints r, then what run would refuse of a config, then a
+// summary line, and returns the exit status they stand for.
+func writeReport(r Report, refusals []string, jsonOut bool, w io.Writer) int {
 	status := exitOK
-	if !r.OK() {
+	if !r.OK() || len(refusals) > 0 {
 		status = exitMissing
 	}
+	var missing []string
+	for _, f := range r.Features {
+		if f.Required && !f.OK {
+			missing = append(missing, f.Name)
+		}
+	}
+	summary := fmt.Sprintf("%d of %d features present", countOK(r), len(r.Features))
+	if len(missing) > 0 {
+		summary += "; vmsup run cannot work without " + strings.Join(missing, ", ")
+	} else {
+		summary += "; everything vmsup run requires is present"
+	}
+	if len(refusals) > 0 {
+		summary += fmt.Sprintf("; run would refuse this config (%d %s)", len(refusals), map[bool]string{true: "reason", false: "reasons"}[len(refusals) == 1])
+	}
 	if jsonOut {
+		if refusals == nil {
+			refusals = []string{}
+		}
 		out := struct {
 			OK       bool      `json:"ok"`
 			Features []Feature `json:"features"`
-		}{r.OK(), r.Features}
+			Refusals []string  `json:"refusals"`
+			Missing  []string  `json:"missing_required"`
+			Summary  string    `json:"summary"`
+		}{status == exitOK, r.Features, refusals, append([]string{}, missing...), summary}
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		enc.SetEscapeHTML(false) // keep ">=" readable
@@ -125,14 +167,34 @@ func write(r Report, jsonOut bool, w io.Writer) int {
 			verdict = "missing"
 		}
 		line := f.Detail
-		if !f.OK && f.Disables != "" {
+		switch {
+		case !f.OK && f.Required:
+			line += ": required by vmsup run"
+			if f.Disables != runDisabled {
+				line += " (" + f.Disables + ")"
+			}
+		case !f.OK && f.Disables != "":
 			line += ": disables " + f.Disables
 		}
 		if _, err := fmt.Fprintf(w, "%-7s %-*s  %s\n", verdict, width, f.Name, line); err != nil {
 			return exitMissing
 		}
 	}
+	for _, s := range refusals {
+		fmt.Fprintf(w, "refused %-*s  %s\n", width, "config", s)
+	}
+	fmt.Fprintln(w, "summary: "+summary)
 	return status
+}
+
+func countOK(r Report) int {
+	n := 0
+	for _, f := range r.Features {
+		if f.OK {
+			n++
+		}
+	}
+	return n
 }
 
 // ---- Landlock ----
@@ -436,4 +498,45 @@ func parseRelease(release string) version {
 func exists(path string) bool {
 	_, err := os.Lstat(path)
 	return err == nil
+}
+
+// MainCLI runs `vmsup check [CONFIG]` for the vmsup binary: the probe,
+// vmsup-exec next to this binary, and, with a config (vm not nil), what
+// this host would refuse of it: the refusals explain found (Landlock),
+// and limits whose controller the cgroup2 root does not offer. It
+// returns 111 if a required feature is missing or run would refuse the
+// config.
+func MainCLI(vm *config.VM, refusals []string, jsonOut bool, w io.Writer) int {
+	r := Probe()
+	r.Features = append(r.Features, launcher())
+	if vm == nil {
+		return writeReport(r, nil, jsonOut, w)
+	}
+	have := map[string]bool{}
+	for _, f := range r.Features {
+		have[f.Name] = f.OK
+	}
+	for _, c := range controllers {
+		if c.disables == "" || have[c.name] {
+			continue
+		}
+		for i, s := range vm.Services {
+			if usesController(s.Limits, c.name) {
+				refusals = append(refusals, fmt.Sprintf("services[%d].limits: needs the %s controller, which this host's cgroup2 root does not offer", i, c.name))
+			}
+		}
+	}
+	return writeReport(r, refusals, jsonOut, w)
+}
+
+func usesController(l config.Limits, c string) bool {
+	switch c {
+	case "memory":
+		return l.MemoryMax != 0 || l.MemoryHigh != 0
+	case "pids":
+		return l.PidsMax != 0
+	case "cpu":
+		return l.CPUWeight != 0 || l.CPUMax != ""
+	}
+	return false
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"vmsup/cgroup"
+	"vmsup/config"
 
 	"golang.org/x/sys/unix"
 
@@ -174,6 +175,11 @@ func TestMainText(t *testing.T) {
 		t.Fatalf("Main = %d, want 0:\n%s", code, out.String())
 	}
 	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	// The last line sums up.
+	if last := lines[len(lines)-1]; !strings.HasPrefix(last, "summary: ") || !strings.HasSuffix(last, "; everything vmsup run requires is present") {
+		t.Errorf("summary line %q", last)
+	}
+	lines = lines[:len(lines)-1]
 	if n := len(Probe().Features); len(lines) != n {
 		t.Fatalf("%d lines for %d features:\n%s", len(lines), n, out.String())
 	}
@@ -207,6 +213,9 @@ func TestJSONRoundTrip(t *testing.T) {
 	var got struct {
 		OK       bool      `json:"ok"`
 		Features []Feature `json:"features"`
+		Refusals []string  `json:"refusals"`
+		Missing  []string  `json:"missing_required"`
+		Summary  string    `json:"summary"`
 	}
 	dec := json.NewDecoder(&out)
 	dec.DisallowUnknownFields()
@@ -295,5 +304,54 @@ func TestKernelVersion(t *testing.T) {
 	}
 	if !(version{5, 14}).atLeast(5, 7) || (version{4, 20}).atLeast(5, 7) || !(version{6, 0}).atLeast(5, 14) {
 		t.Error("atLeast compares wrongly")
+	}
+}
+
+// A missing required feature is marked as required by run, and the
+// summary names it; refusals of a config get a line each and make the
+// status 111.
+func TestSummaryAndRefusals(t *testing.T) {
+	r := Report{Features: []Feature{
+		{Name: "pidfd", OK: false, Required: true, Detail: "pidfd_open: ENOSYS", Disables: runDisabled},
+		{Name: "memory", OK: false, Detail: "not there", Disables: "limits.memory_max"},
+		{Name: "cgroup2", OK: true, Required: true, Detail: "mounted"},
+	}}
+	var out bytes.Buffer
+	if code := writeReport(r, []string{"services[0].limits: needs memory"}, false, &out); code != exitMissing {
+		t.Errorf("status %d", code)
+	}
+	for _, want := range []string{
+		"missing pidfd    pidfd_open: ENOSYS: required by vmsup run\n",
+		"missing memory   not there: disables limits.memory_max\n",
+		"refused config   services[0].limits: needs memory\n",
+		"summary: 1 of 3 features present; vmsup run cannot work without pidfd; run would refuse this config (1 reason)\n",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("no %q in:\n%s", want, out.String())
+		}
+	}
+}
+
+// `vmsup check CONFIG`: where the cgroup2 root offers no memory
+// controller (the development machine), a config with memory_max is
+// refused, naming the limit; where it does (the host image), it is not.
+func TestMainCLIConfig(t *testing.T) {
+	memory := false
+	for _, f := range Probe().Features {
+		if f.Name == "memory" {
+			memory = f.OK
+		}
+	}
+	vm, errs := config.Parse([]byte(`{"name":"x","uid":1,"gid":1,"services":[{"name":"a","argv":["/bin/true"],"limits":{"memory_max":"1G"}}]}`))
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	var out bytes.Buffer
+	MainCLI(vm, nil, false, &out)
+	if refused := strings.Contains(out.String(), "services[0].limits: needs the memory controller"); refused == memory {
+		t.Errorf("memory controller present: %v, but:\n%s", memory, out.String())
+	}
+	if !strings.Contains(out.String(), "vmsup-exec ") {
+		t.Errorf("no vmsup-exec line:\n%s", out.String())
 	}
 }

@@ -135,13 +135,25 @@ type Rlimit struct {
 	Value    uint64 // unix.RLIM_INFINITY for "unlimited"
 }
 
-// Ready says when a service counts as ready. Exactly one of the fields
-// is set; all empty means ready once started.
+// Ready says when a service counts as ready. Exactly one of Socket,
+// Exists and NotifyFD is set; all empty means ready once started.
 type Ready struct {
 	Socket   string
 	Exists   string
 	NotifyFD int // 0 = unused
+	// Timeout bounds the wait for the rule (DefaultReadyTimeout unless
+	// "timeout" says otherwise; 0 = wait for ever): a service not ready
+	// by then fails the VM.
+	Timeout time.Duration
 }
+
+// DefaultReadyTimeout is ready.timeout's default. A QEMU under TCG on a
+// loaded 2-core host opens its QMP socket within 3 s, and 100 VMs
+// started at once are all ready within 8 s: a minute is far beyond any
+// healthy start, yet short enough that a start that hangs (a VMM stuck
+// before it listens) fails, and s6 restarts it, within a minute instead
+// of never.
+const DefaultReadyTimeout = 60 * time.Second
 
 // VMM says how to ask the guest to power off. Exactly one field is set.
 type VMM struct {

@@ -35,6 +35,9 @@ func validName(s string) bool {
 	return true
 }
 
+// ValidName reports whether s is a valid VM or service name.
+func ValidName(s string) bool { return validName(s) }
+
 const (
 	maxID      = 4294967294 // (uid_t)-1 means "unchanged" to the kernel, so it is no id
 	minFD      = 3          // 0, 1 and 2 are the service's stdio
@@ -885,11 +888,27 @@ func (p *parser) rlimitValue(v *value, path string, sized bool) (uint64, bool) {
 // the check that fds are distinct.
 func (p *parser) ready(v *value, path string, r *Ready) fdRef {
 	var fd fdRef
-	f, ok := p.object(v, path, "socket", "exists", "notify_fd")
+	f, ok := p.object(v, path, "socket", "exists", "notify_fd", "timeout")
 	if !ok {
 		return fd
 	}
-	if len(f.m) != 1 {
+	r.Timeout = DefaultReadyTimeout
+	rules := len(f.m)
+	if tv, tpath := f.get("timeout"); tv != nil {
+		rules--
+		if s, ok := p.str(tv, tpath); ok {
+			d, err := time.ParseDuration(s)
+			switch {
+			case err != nil:
+				p.errorf(tv.pos, tpath, `invalid duration %s (want e.g. "60s", or "0" for none)`, quote(s))
+			case d < 0:
+				p.errorf(tv.pos, tpath, "must not be negative")
+			default:
+				r.Timeout = d
+			}
+		}
+	}
+	if rules != 1 {
 		p.errorf(v.pos, path, `must set exactly one of "socket", "exists", "notify_fd"`)
 	}
 	if v, path := f.get("socket"); v != nil {

@@ -438,9 +438,17 @@ func TestServiceRules(t *testing.T) {
 
 		// ready
 		{check: func(t *testing.T, vm *VM) { eq(t, svc0(vm).Ready, Ready{}) }},
-		{svc: `"ready":{"socket":"/run/q.sock"}`, check: func(t *testing.T, vm *VM) { eq(t, svc0(vm).Ready, Ready{Socket: "/run/q.sock"}) }},
-		{svc: `"ready":{"exists":"/run/pid"}`, check: func(t *testing.T, vm *VM) { eq(t, svc0(vm).Ready, Ready{Exists: "/run/pid"}) }},
-		{svc: `"ready":{"notify_fd":5}`, check: func(t *testing.T, vm *VM) { eq(t, svc0(vm).Ready, Ready{NotifyFD: 5}) }},
+		{svc: `"ready":{"socket":"/run/q.sock"}`, check: func(t *testing.T, vm *VM) {
+			eq(t, svc0(vm).Ready, Ready{Socket: "/run/q.sock", Timeout: DefaultReadyTimeout})
+		}},
+		{svc: `"ready":{"socket":"/run/q.sock","timeout":"90s"}`, check: func(t *testing.T, vm *VM) {
+			eq(t, svc0(vm).Ready, Ready{Socket: "/run/q.sock", Timeout: 90 * time.Second})
+		}},
+		{svc: `"ready":{"exists":"/run/pid","timeout":"0"}`, check: func(t *testing.T, vm *VM) { eq(t, svc0(vm).Ready, Ready{Exists: "/run/pid"}) }},
+		{svc: `"ready":{"exists":"/run/pid"}`, check: func(t *testing.T, vm *VM) {
+			eq(t, svc0(vm).Ready, Ready{Exists: "/run/pid", Timeout: DefaultReadyTimeout})
+		}},
+		{svc: `"ready":{"notify_fd":5}`, check: func(t *testing.T, vm *VM) { eq(t, svc0(vm).Ready, Ready{NotifyFD: 5, Timeout: DefaultReadyTimeout}) }},
 		{svc: `"ready":{}`, want: `services[0].ready: must set exactly one of "socket", "exists", "notify_fd"`},
 		{svc: `"ready":{"socket":"/a","exists":"/b"}`, want: `services[0].ready: must set exactly one of "socket", "exists", "notify_fd"`},
 		{svc: `"ready":{"socket":"a"}`, want: `services[0].ready.socket: must be an absolute path`},
@@ -546,7 +554,7 @@ func TestExample(t *testing.T) {
 	eq(t, q.After, []string{"virtiofsd"})
 	eq(t, q.Devices, []Device{{"/dev/kvm", 4}})
 	eq(t, q.Rlimits, []Rlimit{{"memlock", unix.RLIMIT_MEMLOCK, unix.RLIM_INFINITY}})
-	eq(t, q.Ready, Ready{Socket: "/run/vmsup/work/qmp.sock"})
+	eq(t, q.Ready, Ready{Socket: "/run/vmsup/work/qmp.sock", Timeout: DefaultReadyTimeout})
 	eq(t, *q.VMM, VMM{QMP: "/run/vmsup/work/qmp.sock"})
 	eq(t, q.OnExit, OnExitShutdown)
 	if q.Landlock != nil {

@@ -178,3 +178,16 @@ func Missing(abi int) string {
 	}
 	return ""
 }
+
+// CheckABIMaxEnv refuses a $VMSUP_LANDLOCK_ABI_MAX that is not a
+// non-negative number, which ABI would otherwise ignore.
+func CheckABIMaxEnv() error {
+	s := os.Getenv(ABIMaxEnv)
+	if s == "" {
+		return nil
+	}
+	if n, err := strconv.Atoi(s); err != nil || n < 0 {
+		return fmt.Errorf("%s=%s: want a Landlock ABI number (0 or more)", ABIMaxEnv, strconv.Quote(s))
+	}
+	return nil
+}

@@ -14,6 +14,7 @@ import (
 	"vmsup/cgroup"
 	"vmsup/config"
 	"vmsup/owned"
+	"vmsup/status"
 )
 
 // ClaimDir holds one lock file per VM. It belongs to root, mode 0700,
@@ -263,7 +264,10 @@ func removeVM(vm *config.VM, cgroupDir string) error {
 	return errors.Join(errs...)
 }
 
-// destroyVM is the outer stage's removal of the VM.
+// destroyVM is the outer stage's removal of the VM, its status record
+// included (PID 1 removes that itself, unless it crashed).
 func destroyVM(vm *config.VM, cg *vmCgroup) error {
-	return removeVM(vm, cg.dir)
+	err := removeVM(vm, cg.dir)
+	status.RemoveStale(vm.Name)
+	return err
 }

@@ -13,6 +13,7 @@ import (
 	"vmsup/cgroup"
 	"vmsup/landlock"
 	"vmsup/services"
+	"vmsup/status"
 )
 
 // inner is the inner stage as the outer stage sees it: PID 1, its
@@ -29,7 +30,7 @@ type inner struct {
 // namespace. It waits for the VM to be handed over (handOver) before it
 // does anything; end of file on its control pipe before that means this
 // process died while creating the VM, and PID 1 removes what it created.
-func startInner(o Options, raw []byte, claim *os.File) (*inner, error) {
+func startInner(o Options, raw []byte, claim *os.File, name string) (*inner, error) {
 	cfgFile, err := memfile("vmsup-config", raw)
 	if err != nil {
 		return nil, err
@@ -55,10 +56,13 @@ func startInner(o Options, raw []byte, claim *os.File) (*inner, error) {
 	defer stW.Close()
 	in := &inner{ctl: ctlW, done: make(chan error, 1), status: make(chan int, 1)}
 	cmd := exec.Command("/proc/self/exe")
-	cmd.Args = []string{"vmsup-pid1"}
+	// ps shows which VM this PID 1 runs: "vmsup-pid1 NAME".
+	cmd.Args = []string{"vmsup-pid1", name}
 	cmd.Env = []string{"PATH=" + services.DefaultPath}
-	if v := os.Getenv(landlock.ABIMaxEnv); v != "" {
-		cmd.Env = append(cmd.Env, landlock.ABIMaxEnv+"="+v)
+	for _, k := range []string{landlock.ABIMaxEnv, status.DirEnv} {
+		if v := os.Getenv(k); v != "" {
+			cmd.Env = append(cmd.Env, k+"="+v)
+		}
 	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stderr, os.Stderr
 	// ExtraFiles[i] becomes fd 3+i in PID 1.

@@ -14,15 +14,17 @@ import (
 //  1. propagation: slave (host mounts made later still appear inside,
 //     nothing made inside leaks out) or private;
 //  2. a fresh /proc for the new PID namespace;
-//  3. binds, then read-only paths, then masked paths, so that a mask
+//  3. vmsup's own directories masked, so no service can open them: the
+//     VMs' locks (ClaimDir) and the status records (hide); before the
+//     binds, so that a bind of an ancestor carries the masks along;
+//  4. binds, then read-only paths, then masked paths, so that a mask
 //     always wins over a bind or a read-only path below it;
-//  4. the VMs' locks (ClaimDir) masked, so no service can open one;
 //  5. /proc/sys read-only and /proc's host-wide files masked (procMasks):
 //     checked by euid alone, they would give a uid-0 service without
 //     capabilities the host (core_pattern, sysrq-trigger). Each service
 //     also gets /sys read-only (package launcher), which PID 1, writing
 //     cgroup files, cannot have in its own view.
-func setupMounts(m config.Mount) error {
+func setupMounts(m config.Mount, hide string) error {
 	prop := uintptr(unix.MS_SLAVE)
 	if m.Propagation == config.PropagationPrivate {
 		prop = unix.MS_PRIVATE
@@ -32,6 +34,14 @@ func setupMounts(m config.Mount) error {
 	}
 	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		return fmt.Errorf("mount /proc: %w", err)
+	}
+	for _, p := range []string{ClaimDir, hide} {
+		if p == "" {
+			continue
+		}
+		if err := mask(p); err != nil {
+			return err
+		}
 	}
 	for _, b := range m.Binds {
 		if err := bind(b.Source, b.Target, b.Readonly); err != nil {
@@ -43,7 +53,7 @@ func setupMounts(m config.Mount) error {
 			return err
 		}
 	}
-	for _, p := range append(m.MaskedPaths, ClaimDir) {
+	for _, p := range m.MaskedPaths {
 		if err := mask(p); err != nil {
 			return err
 		}

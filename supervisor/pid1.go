@@ -34,7 +34,7 @@ import (
 func Init() int {
 	unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&[]byte("vmsup-pid1\x00")[0])), 0, 0, 0)
 	sigs := make(chan os.Signal, 16)
-	signal.Notify(sigs, syscall.SIGCHLD, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	signal.Notify(sigs, syscall.SIGCHLD, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP)
 	survivePipes()
 
 	cfgFile := os.NewFile(fdConfig, "config")
@@ -58,7 +58,7 @@ func Init() int {
 	outer := os.NewFile(fdOuter, "outer")
 	report := os.NewFile(fdStatus, "status")
 	var notify *os.File
-	if len(os.Args) > 1 && os.Args[1] == "notify" {
+	if len(os.Args) > 2 && os.Args[2] == "notify" { // argv: vmsup-pid1 NAME [notify]
 		notify = os.NewFile(fdNotify, "notify")
 	}
 	// Nothing inherited may reach a service.
@@ -131,7 +131,10 @@ func (v *vm) setup() error {
 		return err
 	}
 	services.Launcher = exe
-	if err := setupMounts(v.cfg.Mount); err != nil {
+	if err := v.openStatus(); err != nil {
+		return err
+	}
+	if err := setupMounts(v.cfg.Mount, v.statusDir()); err != nil {
 		return err
 	}
 	abi := 0

@@ -33,10 +33,12 @@ package supervisor
 
 import (
 	"fmt"
+	"io"
 	"log"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -96,7 +98,25 @@ const (
 // cleanupTimeout bounds waiting for a killed cgroup to empty.
 const cleanupTimeout = 5 * time.Second
 
-var logger = log.New(os.Stderr, "vmsup: ", 0)
+// logger writes vmsup's messages, every line of each prefixed.
+var logger = log.New(prefixLines{os.Stderr, "vmsup: "}, "", 0)
+
+// prefixLines writes each line of every message with its prefix, so a
+// multi-line message (every problem preflight found) reads as lines of
+// vmsup's in a log.
+type prefixLines struct {
+	w      io.Writer
+	prefix string
+}
+
+func (p prefixLines) Write(b []byte) (int, error) {
+	msg := strings.TrimSuffix(string(b), "\n")
+	out := p.prefix + strings.ReplaceAll(msg, "\n", "\n"+p.prefix) + "\n"
+	if _, err := io.WriteString(p.w, out); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
 
 // Run is `vmsup run`: it returns the exit status.
 func Run(o Options) int {
@@ -104,7 +124,9 @@ func Run(o Options) int {
 	survivePipes()
 	stops := make(chan os.Signal, 4)
 	// Caught from the start, so a SIGTERM during setup is not lost.
-	signal.Notify(stops, syscall.SIGTERM, syscall.SIGINT)
+	// SIGQUIT too, as s6-svc -q sends it: a stop request, not Go's
+	// goroutine dump.
+	signal.Notify(stops, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT)
 
 	raw, vm, status := load(o.Config)
 	if vm == nil {
@@ -133,7 +155,7 @@ func Run(o Options) int {
 	// PID 1 comes first, before anything is created: from the first
 	// thing created on, a SIGKILL of this process leaves PID 1 to remove
 	// it (see handOver).
-	in, err := startInner(o, raw, claim)
+	in, err := startInner(o, raw, claim, vm.Name)
 	if err != nil {
 		logger.Print(err)
 		return ExitTemp

@@ -118,6 +118,7 @@ const (
 	evRestart                   // a back-off timer fired
 	evDeadline                  // shutdown_timeout passed
 	evPoweroff                  // the guest was asked to power off
+	evNotReady                  // ready.timeout passed for a launch
 )
 
 type event struct {
@@ -142,6 +143,7 @@ type service struct {
 	cancel    context.CancelFunc
 	startedAt time.Time
 	restarts  int
+	lastExit  string // how the last launch ended, for the status record
 	sent      uint64 // signals vmsup sent this launch: bit n for signal n
 
 	files    map[int]*os.File // sockets and devices by service fd
@@ -168,6 +170,7 @@ type vm struct {
 	orphaned  bool // the outer stage is gone
 	deadline  *time.Timer
 	logs      sync.WaitGroup // one per service output pipe still open
+	status    *recorder      // the state record (status.go)
 }
 
 func newVM(c *config.VM, notify *os.File, umask int) *vm {
@@ -200,18 +203,24 @@ func (v *vm) readControl(ctl *os.File) {
 // run is the event loop; it returns the VM's exit status.
 func (v *vm) run(sigs <-chan os.Signal) int {
 	v.startEligible()
+	v.record()
 	for !v.finished() {
 		select {
 		case sig := <-sigs:
 			switch sig {
 			case syscall.SIGCHLD:
 				v.reap()
-			case syscall.SIGTERM, syscall.SIGINT:
+			case syscall.SIGTERM:
 				v.stopRequest()
+				// SIGINT and SIGQUIT come from a terminal (Ctrl-C, Ctrl-\)
+				// to the whole process group, the outer stage included,
+				// which forwards them: acting on both would make one
+				// keystroke two stop requests, a forceful stop.
 			}
 		case e := <-v.events:
 			v.handle(e)
 		}
+		v.record()
 	}
 	v.teardown()
 	return vmStatus(v.failed, v.byItself)
@@ -231,6 +240,12 @@ func (v *vm) handle(e event) {
 		v.launched(e.svc, e.gen, e.err)
 	case evReady:
 		v.readied(e.svc, e.gen, e.err)
+	case evNotReady:
+		if s := e.svc; s.gen == e.gen && s.state == started && v.phase == running {
+			logger.Printf("%s: not ready within %s (ready rule: %s): the VM failed", s.cfg.Name, seconds(s.cfg.Ready.Timeout), readyRule(s.cfg.Ready))
+			v.failed = true
+			v.stop(false)
+		}
 	case evRestart:
 		if s := e.svc; s.state == backoff && s.gen == e.gen && v.phase == running {
 			v.start(s)
@@ -395,6 +410,8 @@ func (v *vm) launched(s *service, gen int, err error) {
 			s.notifyR.Close()
 			s.notifyR = nil
 		}
+	} else {
+		logger.Printf("%s: started (pid %d in the VM)", s.cfg.Name, s.pid)
 	}
 	v.apply(s, transition(s.state, e, f))
 }
@@ -447,6 +464,15 @@ func (v *vm) watchReady(s *service) {
 	gen, r := s.gen, s.cfg.Ready
 	notifyR := s.notifyR
 	s.notifyR = nil
+	if rule := readyRule(r); rule != "started" {
+		if r.Timeout > 0 {
+			logger.Printf("%s: waiting up to %s until ready (ready rule: %s)", s.cfg.Name, seconds(r.Timeout), rule)
+			t := time.AfterFunc(r.Timeout, func() { v.send(event{kind: evNotReady, svc: s, gen: gen}) })
+			s.cancel = func() { cancel(); t.Stop() }
+		} else {
+			logger.Printf("%s: waiting until ready (ready rule: %s)", s.cfg.Name, rule)
+		}
+	}
 	go func() {
 		var err error
 		switch {
@@ -494,6 +520,7 @@ func (v *vm) exited(s *service, ws unix.WaitStatus) {
 		what = "could not be started"
 	}
 	logger.Printf("%s: %s", s.cfg.Name, what)
+	s.lastExit = what
 	wasStopping := v.phase == stopping
 	v.apply(s, st)
 	if s == v.vmm && wasStopping {
@@ -627,6 +654,7 @@ func (v *vm) teardown() {
 			}
 		}
 	}
+	v.closeStatus()
 	// PID 1 removes the VM itself, whether or not the outer stage is
 	// still there to do it: the outer stage may be killed at any moment
 	// after this process has exited, and then nobody would.

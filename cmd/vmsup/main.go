@@ -1,108 +1,154 @@
 // Command vmsup supervises the sandboxed daemons of one VM. It parses the
 // command line and calls one function; see CONTRACT.md for the commands.
+//
+// Conventions (those of s6 and GNU tools): results go to standard output;
+// every message goes to standard error, each of its lines prefixed with
+// "vmsup: "; a usage error is one line saying what was wrong, then
+// "vmsup: usage: ..." and status 100; --help, -h and `vmsup help` print
+// on standard output and exit 0.
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
-	"golang.org/x/sys/unix"
-
-	"vmsup/check"
-	"vmsup/config"
-	"vmsup/s6"
 	"vmsup/supervisor"
 )
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
-const usage = `usage:
-  vmsup run [--parent-pid PID] [--notify-fd N] CONFIG
-  vmsup validate CONFIG
-  vmsup check [--json]
-  vmsup s6-servicedir [--execline] --config CONFIG OUTDIR
-  vmsup version
-CONFIG is a JSON file, or - for standard input.
-`
 
 func main() {
 	// vmsup re-executes itself for its inner stages; argv[0] says which.
 	switch filepath.Base(os.Args[0]) {
 	case "vmsup-pid1":
 		if os.Getpid() != 1 {
-			fmt.Fprintln(os.Stderr, "vmsup-pid1: not PID 1: this mode is only for vmsup itself")
+			fmt.Fprintln(os.Stderr, "vmsup: vmsup-pid1: not PID 1: this mode is only for vmsup itself")
 			os.Exit(supervisor.ExitConfig)
 		}
 		os.Exit(supervisor.Init())
 	}
-	os.Exit(cli(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(cli(os.Args[1:], ioPair{os.Stdout, os.Stderr}))
 }
 
-func cli(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return supervisor.ExitConfig
+// ioPair is a command's standard output and standard error.
+type ioPair struct{ out, err io.Writer }
+
+// errorf writes a message, every line of it prefixed.
+func (p ioPair) errorf(format string, a ...any) {
+	msg := strings.TrimRight(fmt.Sprintf(format, a...), "\n")
+	for _, l := range strings.Split(msg, "\n") {
+		fmt.Fprintln(p.err, prefix+l)
 	}
-	fs := flag.NewFlagSet("vmsup "+args[0], flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	switch args[0] {
-	case "run":
-		o := supervisor.Options{NotifyFD: -1}
-		fs.IntVar(&o.ParentPID, "parent-pid", 0, "PID of the s6-supervise that started vmsup: die with it")
-		fs.IntVar(&o.NotifyFD, "notify-fd", -1, "s6 notification fd: one newline once every service is ready")
-		if fs.Parse(args[1:]) != nil || fs.NArg() != 1 {
-			fmt.Fprint(stderr, usage)
-			return supervisor.ExitConfig
-		}
-		if o.NotifyFD >= 0 && o.NotifyFD <= 2 {
-			fmt.Fprintf(stderr, "vmsup: --notify-fd %d: must be 3 or above\n", o.NotifyFD)
-			return supervisor.ExitConfig
-		}
-		if o.NotifyFD >= 0 {
-			if _, err := unix.FcntlInt(uintptr(o.NotifyFD), unix.F_GETFD, 0); err != nil {
-				fmt.Fprintf(stderr, "vmsup: --notify-fd %d: %v\n", o.NotifyFD, err)
-				return supervisor.ExitConfig
+}
+
+const prefix = "vmsup: "
+
+const exitUsage = supervisor.ExitConfig
+
+func cli(args []string, io ioPair) int {
+	if len(args) == 0 {
+		io.errorf("no command")
+		io.errorf("usage: vmsup COMMAND [ARGS] (vmsup help lists the commands)")
+		return exitUsage
+	}
+	name := args[0]
+	switch name {
+	case "--help", "-h":
+		return help(nil, io)
+	case "--version":
+		name = "version"
+	}
+	c := lookup(name)
+	if c == nil {
+		io.errorf("unknown command %q", name)
+		io.errorf("usage: vmsup COMMAND [ARGS] (vmsup help lists the commands)")
+		return exitUsage
+	}
+	if c.raw != nil {
+		for _, a := range args[1:] {
+			if a == "--help" || a == "-h" {
+				return commandHelp(c, io)
+			}
+			if a == "--" {
+				break
 			}
 		}
-		if o.ParentPID < 0 {
-			fmt.Fprintf(stderr, "vmsup: --parent-pid %d: not a PID\n", o.ParentPID)
-			return supervisor.ExitConfig
-		}
-		o.Config = fs.Arg(0)
-		return supervisor.Run(o)
-	case "validate":
-		if fs.Parse(args[1:]) != nil || fs.NArg() != 1 {
-			fmt.Fprint(stderr, usage)
-			return supervisor.ExitConfig
-		}
-		vm, errs := config.Load(fs.Arg(0))
-		if vm != nil {
-			errs = supervisor.Problems(vm)
-		}
-		for _, e := range errs {
-			fmt.Fprintln(stdout, e)
-		}
-		if len(errs) > 0 {
-			return supervisor.ExitConfig
-		}
-		return 0
-	case "check":
-		jsonOut := fs.Bool("json", false, "print a JSON report")
-		if fs.Parse(args[1:]) != nil || fs.NArg() != 0 {
-			fmt.Fprint(stderr, usage)
-			return supervisor.ExitConfig
-		}
-		return check.Main(*jsonOut, stdout)
-	case "s6-servicedir":
-		return s6.Main(args[1:], stdout, stderr)
-	case "version", "--version":
-		fmt.Fprintln(stdout, "vmsup", version)
-		return 0
+		return c.raw(args[1:], io)
 	}
-	fmt.Fprintf(stderr, "vmsup: unknown command %q\n%s", args[0], usage)
-	return supervisor.ExitConfig
+	operands, wantHelp, err := c.parse(args[1:])
+	if wantHelp {
+		return commandHelp(c, io)
+	}
+	if err != nil {
+		return usage(c, io, err.Error())
+	}
+	return c.run(c, operands, io)
+}
+
+// usage reports a usage error for c: what was wrong, then its usage.
+func usage(c *command, io ioPair, msg string) int {
+	io.errorf("%s: %s", c.name, msg)
+	io.errorf("usage: %s", c.usageLine())
+	return exitUsage
+}
+
+func lookup(name string) *command {
+	for _, c := range commands() {
+		if c.name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// help is `vmsup help [COMMAND]`.
+func help(operands []string, io ioPair) int {
+	if len(operands) > 1 {
+		return usage(lookup("help"), io, "at most one COMMAND")
+	}
+	if len(operands) == 1 {
+		c := lookup(operands[0])
+		if c == nil {
+			return usage(lookup("help"), io, fmt.Sprintf("unknown command %q", operands[0]))
+		}
+		return commandHelp(c, io)
+	}
+	var b strings.Builder
+	b.WriteString("usage: vmsup COMMAND [ARGS]\n\nCommands:\n")
+	for _, c := range commands() {
+		fmt.Fprintf(&b, "  %-14s %s\n", c.name, c.desc)
+	}
+	b.WriteString("\nCONFIG is a JSON file, or - for standard input.\n")
+	b.WriteString("vmsup help COMMAND, or vmsup COMMAND --help, describes one command.\n")
+	fmt.Fprint(io.out, b.String())
+	return 0
+}
+
+func commandHelp(c *command, io ioPair) int {
+	var b strings.Builder
+	fmt.Fprintf(&b, "usage: %s\n\n%s.\n", c.usageLine(), capitalise(c.desc))
+	if c.about != "" {
+		b.WriteString("\n" + c.about + "\n")
+	}
+	if len(c.opts) > 0 {
+		b.WriteString("\nOptions:\n")
+		for _, o := range c.opts {
+			flag := "--" + o.name
+			if o.arg != "" {
+				flag += " " + o.arg
+			}
+			fmt.Fprintf(&b, "  %-18s %s\n", flag, o.help)
+		}
+	}
+	b.WriteString("  -h, --help         print this help\n")
+	fmt.Fprint(io.out, b.String())
+	return 0
+}
+
+func capitalise(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
 }

@@ -73,6 +73,8 @@ func main() {
 		keeper(os.Args[2])
 	case "net": // net TCPADDR UDPADDR LISTENADDR ABSTRACT PEERADDR: see netattack.go
 		netAttacks(os.Args[2], os.Args[3], os.Args[4], os.Args[5], os.Args[6])
+	case "status-attack": // status-attack DIR NAME [umount]: see statusattack.go
+		statusAttack(os.Args[2], os.Args[3], len(os.Args) > 4 && os.Args[4] == "umount")
 	case "fds": // fds: print the open descriptors, then sleep
 		fmt.Println("fds", strings.Join(openFDs(), " "))
 		fmt.Println("env", strings.Join(os.Environ(), " "))

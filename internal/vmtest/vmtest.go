@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"vmsup/cgroup"
+	"vmsup/status"
 	"vmsup/supervisor"
 )
 
@@ -132,6 +133,13 @@ func CgroupParent(t testing.TB) string {
 // RunDir is the directory under which test VMs get their runtime dirs.
 func RunDir() string { return "/run/vmsup-test" + tag() }
 
+// StatusDir is where VMs started by Start keep their status records
+// (VMSUP_STATUS_DIR), apart from other checkouts' and the host's.
+func StatusDir() string { return "/run/vmsup-status-test" + tag() }
+
+// StatusEnv is the environment entry that points vmsup at StatusDir.
+func StatusEnv() string { return status.DirEnv + "=" + StatusDir() }
+
 // Config is a VM config as the tests write it.
 type Config map[string]any
 
@@ -174,6 +182,7 @@ type VM struct {
 	Name       string
 	CgroupDir  string
 	RuntimeDir string
+	StatusDir  string // where its status record lives
 	PidNS      string // the VM's PID namespace, once PID 1 is seen
 	MntNS      string
 	done       chan struct{}
@@ -200,7 +209,7 @@ func Start(t testing.TB, c Config, o Options) *VM {
 	bin := Bin(t, "vmsup")
 	os.MkdirAll(RunDir(), 0o755)
 	args := []string{"run"}
-	vm := &VM{t: t, Stderr: &Buffer{}, Name: c["name"].(string), done: make(chan struct{})}
+	vm := &VM{t: t, Stderr: &Buffer{}, Name: c["name"].(string), done: make(chan struct{}), StatusDir: StatusDir()}
 	vm.CgroupDir, _ = c["cgroup"].(string)
 	vm.RuntimeDir, _ = c["runtime_dir"].(string)
 	cmd := exec.Command(bin)
@@ -231,7 +240,7 @@ func Start(t testing.TB, c Config, o Options) *VM {
 		cmd = exec.Command(o.Wrap[0], append(append(o.Wrap[1:len(o.Wrap):len(o.Wrap)], bin), args...)...)
 		cmd.ExtraFiles = ew
 	}
-	cmd.Env = append(os.Environ(), o.Env...)
+	cmd.Env = append(append(os.Environ(), StatusEnv()), o.Env...)
 	cmd.Stdout = vm.Stderr
 	cmd.Stderr = vm.Stderr
 	if err := cmd.Start(); err != nil {
@@ -263,7 +272,7 @@ func Start(t testing.TB, c Config, o Options) *VM {
 // Attach returns a VM for c that something else (s6) starts, for
 // PID1 and the leftover checks.
 func Attach(t testing.TB, c Config) *VM {
-	vm := &VM{t: t, Stderr: &Buffer{}, Name: c["name"].(string), done: make(chan struct{})}
+	vm := &VM{t: t, Stderr: &Buffer{}, Name: c["name"].(string), done: make(chan struct{}), StatusDir: status.DefaultDir}
 	vm.CgroupDir, _ = c["cgroup"].(string)
 	vm.RuntimeDir, _ = c["runtime_dir"].(string)
 	return vm
@@ -412,6 +421,11 @@ func (vm *VM) Leftovers() []string {
 			left = append(left, "runtime dir "+vm.RuntimeDir)
 		}
 	}
+	if vm.StatusDir != "" {
+		if _, err := os.Lstat(filepath.Join(vm.StatusDir, vm.Name)); err == nil {
+			left = append(left, "status record "+filepath.Join(vm.StatusDir, vm.Name))
+		}
+	}
 	mi, _ := os.ReadFile("/proc/self/mountinfo")
 	if vm.RuntimeDir != "" && bytes.Contains(mi, []byte(vm.RuntimeDir)) {
 		left = append(left, "mount under "+vm.RuntimeDir)
@@ -533,4 +547,23 @@ func (b *Buffer) WaitFor(s string, timeout time.Duration) bool {
 			return false
 		}
 	}
+}
+
+// StatusCmd runs `vmsup status ARGS` as an operator would, against
+// StatusDir, and returns its standard output, standard error and exit
+// status.
+func StatusCmd(t testing.TB, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(Bin(t, "vmsup"), append([]string{"status"}, args...)...)
+	cmd.Env = append(os.Environ(), StatusEnv())
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return out.String(), errb.String(), code
 }

@@ -1,0 +1,45 @@
+package supervisor_test
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"vmsup/internal/vmtest"
+)
+
+// ready.timeout: a line when the wait begins (with the default, 60 s,
+// when none is given), and a service not ready in time fails the VM with
+// a line naming its rule; "0" waits for ever.
+func TestReadyTimeout(t *testing.T) {
+	prog := vmtest.Bin(t, "testprog")
+	dir := vmtest.SharedDir(t)
+	sock := filepath.Join(dir, "never.sock")
+	c := vmtest.NewConfig(t, "ready-timeout",
+		map[string]any{"name": "slow", "argv": []string{prog, "listen", sock, "1h"}, "ready": map[string]any{"socket": sock, "timeout": "1.5s"}},
+		map[string]any{"name": "dflt", "argv": []string{"/bin/sleep", "100"}, "ready": map[string]any{"exists": filepath.Join(dir, "x")}},
+		map[string]any{"name": "forever", "argv": []string{"/bin/sleep", "100"}, "ready": map[string]any{"exists": filepath.Join(dir, "y"), "timeout": "0"}})
+	t0 := time.Now()
+	vm := vmtest.Start(t, c, vmtest.Options{})
+	st := vm.Wait(20 * time.Second)
+	el := time.Since(t0)
+	out := vm.Stderr.String()
+	if st != 1 {
+		t.Fatalf("status %d, want 1", st)
+	}
+	for _, want := range []string{
+		"vmsup: slow: waiting up to 1.5s until ready (ready rule: socket " + sock + ")\n",
+		"vmsup: dflt: waiting up to 60s until ready (ready rule: exists " + filepath.Join(dir, "x") + ")\n",
+		"vmsup: forever: waiting until ready (ready rule: exists " + filepath.Join(dir, "y") + ")\n",
+		"vmsup: slow: not ready within 1.5s (ready rule: socket " + sock + "): the VM failed\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in:\n%s", want, out)
+		}
+	}
+	if el < 1500*time.Millisecond {
+		t.Errorf("failed after %v, before the timeout", el)
+	}
+	vm.AssertClean(time.Second)
+}
