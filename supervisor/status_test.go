@@ -187,16 +187,20 @@ func TestStatusStaleRecord(t *testing.T) {
 // No service can read or write the status record: not as uid 0 without
 // capabilities, not with CAP_DAC_OVERRIDE (file modes alone would not
 // stop either: the directory is root's). The control run, with
-// CAP_SYS_ADMIN, unmounts the cover and then reads, forges and removes
-// the record, which shows the attack is real.
+// CAP_SYS_ADMIN and @mount lifted from the syscall filter, unmounts the
+// cover and then reads, forges and removes the record, which shows the
+// attack is real.
 func TestStatusRecordHidden(t *testing.T) {
 	prog := vmtest.Bin(t, "testprog")
 	attacker := func(vmName, name string, caps []string, umount bool) map[string]any {
 		argv := []string{prog, "status-attack", vmtest.StatusDir(), vmName}
+		svc := map[string]any{"name": name, "argv": argv, "uid": 0, "gid": 0, "capabilities": caps, "on_exit": "ignore"}
 		if umount {
-			argv = append(argv, "umount")
+			// The syscall filter refuses umount too: lifted for the control.
+			svc["argv"] = append(argv, "umount")
+			svc["syscalls"] = map[string]any{"allow": []string{"@mount"}}
 		}
-		return map[string]any{"name": name, "argv": argv, "uid": 0, "gid": 0, "capabilities": caps, "on_exit": "ignore"}
+		return svc
 	}
 	attacks := []string{"read", "read via /proc/1/root", "open for writing", "create", "replace", "remove"}
 	run := func(vmName string, intact bool, services ...map[string]any) string {

@@ -6,12 +6,33 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"vmsup/internal/vmtest"
 )
+
+// withLauncher puts vmsup-exec next to the test binary, as it is
+// installed next to vmsup: validate checks for it (supervisor.Problems).
+func withLauncher(t *testing.T) {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(filepath.Dir(self), "vmsup-exec")
+	if _, err := os.Stat(p); err == nil {
+		return
+	}
+	if err := os.Symlink(vmtest.Bin(t, "vmsup-exec"), p); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(p) })
+}
 
 // The CLI table: every usage error says what was wrong in one line, then
 // the command's usage, every line prefixed "vmsup: ", status 100; help
 // goes to standard output with status 0.
 func TestCLI(t *testing.T) {
+	withLauncher(t)
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.json")
 	os.WriteFile(good, []byte(`{"name":"x","uid":1000,"gid":1000,"services":[{"name":"a","argv":["/bin/true"]}]}`), 0o644)
@@ -118,3 +139,5 @@ func TestVersion(t *testing.T) {
 		t.Errorf("%q", got)
 	}
 }
+
+func TestMain(m *testing.M) { vmtest.Main(m) }
