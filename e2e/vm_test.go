@@ -1,8 +1,9 @@
-// Package e2e runs real VMs under vmsup: the legacy C virtiofsd from
-// Debian's qemu-system-x86 on a socket vmsup pre-binds, and a non-root
-// qemu-system-x86_64 (TCG) booting Debian trixie's cloud kernel with a
-// busybox initramfs that mounts the virtiofs share, writes a file and
-// powers off on the ACPI power button.
+// Package e2e runs real VMs under vmsup: Debian trixie's Rust virtiofsd
+// (scripts/fetch-virtiofsd) as the contract's example runs it, or the
+// legacy C virtiofsd from Debian's qemu-system-x86, on a socket vmsup
+// pre-binds, and a non-root qemu-system-x86_64 (TCG) booting Debian
+// trixie's cloud kernel with a busybox initramfs that mounts the virtiofs
+// share, writes a file and powers off on the ACPI power button.
 package e2e
 
 import (
@@ -24,9 +25,11 @@ func TestMain(m *testing.M) { vmtest.Main(m) }
 const vmmUID = 2002
 
 // fixture is one guest ready to run: kernel and initramfs readable by the
-// VMM's user, and the directory virtiofsd shares.
+// VMM's user, the directory virtiofsd shares and the Rust virtiofsd's
+// directory. legacy runs the legacy C virtiofsd instead.
 type fixture struct {
-	kernel, initrd, share string
+	kernel, initrd, share, virtiofsd string
+	legacy                           bool
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -53,6 +56,12 @@ func newFixture(t *testing.T) *fixture {
 	}
 	os.Chmod(f.initrd, 0o644)
 	os.Mkdir(f.share, 0o755)
+	// The Rust virtiofsd runs as its own uid without CAP_DAC_OVERRIDE:
+	// the share is its.
+	os.Chown(f.share, guest.RustVirtiofsdUID, guest.RustVirtiofsdUID)
+	if f.virtiofsd, err = guest.RustVirtiofsd(); err != nil {
+		t.Fatal(err)
+	}
 	return f
 }
 
@@ -77,7 +86,16 @@ func copyFile(src, dst string) error {
 // QMP for power-off.
 func (f *fixture) config(t *testing.T, name string) vmtest.Config {
 	c := vmtest.NewConfig(t, name)
-	c["services"] = guest.VMServices(f.kernel, f.initrd, f.share, filepath.Join(vmtest.RunDir(), name), vmmUID)
+	rt := filepath.Join(vmtest.RunDir(), name)
+	fs := guest.RustVirtiofsdService(f.virtiofsd, f.share, rt+"/fs.sock", vmmUID)
+	if f.legacy {
+		fs = guest.LegacyVirtiofsdService(f.share, rt+"/fs.sock", vmmUID)
+	}
+	c["services"] = []map[string]any{fs, guest.VMMService(f.kernel, f.initrd, rt, vmmUID)}
+	// The share is a mount point of its own: with file handles the Rust
+	// virtiofsd reopens the mount holding the share, which Landlock lets
+	// it read only when that is the share.
+	c["mount"] = map[string]any{"binds": []map[string]any{{"source": f.share, "target": f.share}}}
 	c["shutdown_timeout"] = "30s"
 	return c
 }

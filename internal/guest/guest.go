@@ -398,30 +398,39 @@ var VirtiofsdCapabilities = []string{"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_R
 	"CAP_SETGID", "CAP_SETUID", "CAP_MKNOD", "CAP_SETFCAP", "CAP_SYS_CHROOT", "CAP_SETPCAP"}
 
 // VMServices returns the "services" of a vmsup config for this guest:
-// virtiofsd sharing share on a socket vmsup pre-binds in runtimeDir, and a
-// QEMU running as vmmUID once virtiofsd is up, ready and powered off
-// through QMP.
+// the legacy virtiofsd sharing share on a socket vmsup pre-binds in
+// runtimeDir, and the VMM (VMMService).
 func VMServices(kernel, initrd, share, runtimeDir string, vmmUID int) []map[string]any {
+	return []map[string]any{LegacyVirtiofsdService(share, runtimeDir+"/fs.sock", vmmUID), VMMService(kernel, initrd, runtimeDir, vmmUID)}
+}
+
+// LegacyVirtiofsdService is the "services" entry for the legacy C
+// virtiofsd as root with the capabilities it drops to itself.
+func LegacyVirtiofsdService(share, sock string, vmmUID int) map[string]any {
+	return map[string]any{
+		"name":         "virtiofsd",
+		"argv":         []string{VirtiofsdBinary, "--fd=3", "-o", "source=" + share, "-o", "sandbox=chroot"},
+		"uid":          0,
+		"gid":          0,
+		"capabilities": VirtiofsdCapabilities,
+		"private_tmp":  "16M",
+		"sockets":      []map[string]any{{"path": sock, "fd": 3, "mode": "0600", "uid": vmmUID}},
+	}
+}
+
+// VMMService is the "services" entry for a QEMU booting kernel and initrd
+// as vmmUID once virtiofsd (on runtimeDir/fs.sock) is up, ready when its
+// QMP socket runtimeDir/qmp.sock accepts and powered off through it.
+func VMMService(kernel, initrd, runtimeDir string, vmmUID int) map[string]any {
 	fsSock, qmp := runtimeDir+"/fs.sock", runtimeDir+"/qmp.sock"
 	qemu := append([]string{QEMUBinary}, QEMUArgs(QEMUOptions{
 		Kernel: kernel, Initrd: initrd, VirtiofsSocket: fsSock, VirtiofsTag: "share", QMPSocket: qmp,
 	})...)
-	return []map[string]any{
-		{
-			"name":         "virtiofsd",
-			"argv":         []string{VirtiofsdBinary, "--fd=3", "-o", "source=" + share, "-o", "sandbox=chroot"},
-			"uid":          0,
-			"gid":          0,
-			"capabilities": VirtiofsdCapabilities,
-			"private_tmp":  "16M",
-			"sockets":      []map[string]any{{"path": fsSock, "fd": 3, "mode": "0600", "uid": vmmUID}},
-		},
-		{
-			"name": "vmm", "argv": qemu, "uid": vmmUID, "gid": vmmUID,
-			"after":       []string{"virtiofsd"},
-			"private_tmp": "16M", "private_shm": "16M",
-			"ready": map[string]any{"socket": qmp},
-			"vmm":   map[string]any{"qmp": qmp},
-		},
+	return map[string]any{
+		"name": "vmm", "argv": qemu, "uid": vmmUID, "gid": vmmUID,
+		"after":       []string{"virtiofsd"},
+		"private_tmp": "16M", "private_shm": "16M",
+		"ready": map[string]any{"socket": qmp},
+		"vmm":   map[string]any{"qmp": qmp},
 	}
 }
