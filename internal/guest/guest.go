@@ -384,9 +384,33 @@ const IdleShell = `while :; do sleep 3600; done
 //
 // Any failing step prints "GUEST-FAIL: <step>" and powers off at once.
 func VirtiofsPowerOffInit(tag, file, content string) string {
+	return virtiofsInit(tag, file, content, "")
+}
+
+// ExampleModules are the modules of the examples' guest (ExampleInit).
+var ExampleModules = append([]string{"virtio_blk"}, PowerButtonModules...)
+
+// ExampleInit is VirtiofsPowerOffInit that also, when the VM has a
+// virtio disk (/dev/vda: build with ExampleModules), copies the disk's
+// first line to /mnt/<diskFile> before GUEST-READY.
+func ExampleInit(tag, file, content, diskFile string) string {
+	return virtiofsInit(tag, file, content, diskFile)
+}
+
+func virtiofsInit(tag, file, content, diskFile string) string {
+	disk := ""
+	if diskFile != "" {
+		disk = `if [ -e /sys/block/vda ]; then
+	i=0
+	until [ -b /dev/vda ]; do i=$((i+1)); [ $i -le 40 ] || fail "no /dev/vda"; usleep 50000; done
+	head -n1 /dev/vda >/mnt/` + shellQuote(diskFile) + ` || fail "read /dev/vda"
+fi
+`
+	}
 	return InitPrelude + PowerButtonShell +
 		"mount -t virtiofs " + shellQuote(tag) + " /mnt || fail " + shellQuote("mount virtiofs "+tag) + "\n" +
 		"printf '%s' " + shellQuote(content) + " >/mnt/" + shellQuote(file) + " || fail " + shellQuote("write /mnt/"+file) + "\n" +
+		disk +
 		"sync\n" +
 		"echo " + MarkerReady + "\n" +
 		IdleShell
