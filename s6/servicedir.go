@@ -51,14 +51,38 @@ func WriteServiceDir(outDir, configPath, vmsupPath string, vm *config.VM) error 
 // starting with a dot) and renamed into place, so a scanner never sees a
 // half-written service: it sees nothing, or all of it.
 func WriteServiceDirStyle(outDir, configPath, vmsupPath string, vm *config.VM, style Style) error {
-	for _, p := range []string{configPath, vmsupPath} {
+	return WriteServiceDirOptions(outDir, configPath, vmsupPath, vm, Options{Style: style})
+}
+
+// Options for WriteServiceDirOptions.
+type Options struct {
+	Style Style
+	// LogDir, when set, adds a log/ service: s6-log writing vmsup's and
+	// the services' lines, timestamped, to this directory (at most 20
+	// files of 1 MB each), as every s6 host pairs a longrun with a logger.
+	LogDir string
+	// S6Log is the s6-log the log/ run script execs; default "s6-log",
+	// found through s6-supervise's PATH when the logger starts.
+	S6Log string
+}
+
+// WriteServiceDirOptions is WriteServiceDir with options.
+func WriteServiceDirOptions(outDir, configPath, vmsupPath string, vm *config.VM, o Options) error {
+	paths := []string{configPath, vmsupPath}
+	if o.LogDir != "" {
+		paths = append(paths, o.LogDir)
+	}
+	for _, p := range paths {
 		if !filepath.IsAbs(p) {
 			return usageErrorf("%s: not an absolute path: the run script must not depend on its working directory", p)
 		}
 	}
-	files, err := serviceFiles(configPath, vmsupPath, vm, style)
+	files, err := serviceFiles(configPath, vmsupPath, vm, o.Style)
 	if err != nil {
 		return err
+	}
+	if o.LogDir != "" {
+		files = append(files, logFiles(o)...)
 	}
 	if err := checkOutDir(outDir); err != nil {
 		return err
@@ -97,6 +121,9 @@ func writeFiles(dir string, files []file) error {
 	}
 	for _, f := range files {
 		p := filepath.Join(dir, f.name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil { // log/
+			return err
+		}
 		if err := os.WriteFile(p, []byte(f.data), f.mode); err != nil {
 			return err
 		}
@@ -265,9 +292,41 @@ exit 0
 `
 }
 
-const usage = `usage: vmsup s6-servicedir [--execline] --config CONFIG OUTDIR
+// logFiles is the log/ service: s6-log reads the run script's stdout
+// (s6-svscan pipes a service into its log/), prefixes each line with a
+// TAI64N timestamp (t) and keeps at most 20 archived files of 1 MB (n20
+// s1000000) in LogDir, which it creates. -d3 is its readiness.
+func logFiles(o Options) []file {
+	s6log := o.S6Log
+	if s6log == "" {
+		s6log = "s6-log"
+	}
+	var run string
+	if o.Style == Execline {
+		run = "#!" + execlinebPath() + " -P\n# Written by vmsup s6-servicedir --log.\nfdmove -c 2 1\n" +
+			s6log + " -d3 -b -- t n20 s1000000 " + o.LogDir + "\n"
+	} else {
+		run = "#!/bin/sh\n# Written by vmsup s6-servicedir --log: the VM's log, timestamped, in\n# " + o.LogDir + " (20 files of 1 MB at most).\nexec 2>&1\nexec " +
+			shQuote(s6log) + " -d3 -b -- t n20 s1000000 " + shQuote(o.LogDir) + "\n"
+	}
+	return []file{{"log/notification-fd", 0o644, "3\n"}, {"log/run", 0o755, run}}
+}
+
+// execlinebPath is the execlineb the execline scripts name.
+func execlinebPath() string {
+	if p, err := exec.LookPath("execlineb"); err == nil {
+		if abs, err := filepath.Abs(p); err == nil {
+			return abs
+		}
+	}
+	return "/bin/execlineb"
+}
+
+const usage = `usage: vmsup s6-servicedir [--execline] [--log LOGDIR [--s6-log PATH]] --config CONFIG OUTDIR
 Writes an s6 service directory OUTDIR (new, or empty) that runs this vmsup
-on CONFIG: run, finish, notification-fd and timeout-kill.
+on CONFIG: run, finish, notification-fd and timeout-kill. --log adds log/,
+an s6-log service keeping the VM's timestamped log in LOGDIR (an absolute
+path); --s6-log names the s6-log binary (default: s6-log from PATH).
 `
 
 // Main is `vmsup s6-servicedir [--execline] --config CONFIG OUTDIR`. It
@@ -279,6 +338,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.Usage = func() { fmt.Fprint(stderr, usage) }
 	cfgPath := fs.String("config", "", "the VM's config file")
 	el := fs.Bool("execline", false, "write the scripts in execline instead of sh")
+	logDir := fs.String("log", "", "add a log/ service: s6-log into this directory")
+	s6log := fs.String("s6-log", "", "the s6-log binary for log/run (default: s6-log from PATH)")
 	// Flags may come before or after OUTDIR.
 	var pos []string
 	for rest := args; ; {
@@ -325,7 +386,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if *el {
 		style = Execline
 	}
-	if err := WriteServiceDirStyle(outDir, abs, self, vm, style); err != nil {
+	if *s6log != "" && *logDir == "" {
+		fmt.Fprintln(stderr, "vmsup s6-servicedir: --s6-log needs --log")
+		return exitUsage
+	}
+	if err := WriteServiceDirOptions(outDir, abs, self, vm, Options{Style: style, LogDir: *logDir, S6Log: *s6log}); err != nil {
 		fmt.Fprintf(stderr, "vmsup s6-servicedir: %v\n", err)
 		var ue *UsageError
 		if errors.As(err, &ue) {
