@@ -36,11 +36,19 @@ func underS6(t *testing.T, c vmtest.Config) *scanDir {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &scanDir{t: t, dir: filepath.Join(base, "scan"), log: &vmtest.Buffer{}}
-	os.Mkdir(s.dir, 0o755)
 	staging := filepath.Join(base, "svc")
 	writeServiceDir(t, c, staging)
-	s.svc = filepath.Join(s.dir, c["name"].(string))
+	return startScan(t, base, c["name"].(string), staging)
+}
+
+// startScan moves the service directory staging into a new scan
+// directory under base (removed at the end) as name and starts
+// s6-svscan on it.
+func startScan(t *testing.T, base, name, staging string) *scanDir {
+	t.Helper()
+	s := &scanDir{t: t, dir: filepath.Join(base, "scan"), log: &vmtest.Buffer{}}
+	os.Mkdir(s.dir, 0o755)
+	s.svc = filepath.Join(s.dir, name)
 	if err := os.Rename(staging, s.svc); err != nil {
 		t.Fatal(err)
 	}

@@ -64,7 +64,16 @@ type Options struct {
 	// S6Log is the s6-log the log/ run script execs; default "s6-log",
 	// found through s6-supervise's PATH when the logger starts.
 	S6Log string
+	// ConfigText, when set, is the config itself: it is written into the
+	// directory as config.json and configPath must be that file's final
+	// path (outDir/config.json). Nix passes a config this way, with no
+	// file of its own to point at.
+	ConfigText []byte
 }
+
+// EmbeddedConfig is the name of the config inside a service directory
+// written with Options.ConfigText.
+const EmbeddedConfig = "config.json"
 
 // WriteServiceDirOptions is WriteServiceDir with options.
 func WriteServiceDirOptions(outDir, configPath, vmsupPath string, vm *config.VM, o Options) error {
@@ -83,6 +92,9 @@ func WriteServiceDirOptions(outDir, configPath, vmsupPath string, vm *config.VM,
 	}
 	if o.LogDir != "" {
 		files = append(files, logFiles(o)...)
+	}
+	if o.ConfigText != nil {
+		files = append(files, file{EmbeddedConfig, 0o644, string(o.ConfigText)})
 	}
 	if err := checkOutDir(outDir); err != nil {
 		return err
@@ -322,9 +334,11 @@ func execlinebPath() string {
 	return "/bin/execlineb"
 }
 
-const usage = `usage: vmsup s6-servicedir [--execline] [--log LOGDIR [--s6-log PATH]] --config CONFIG OUTDIR
+const usage = `usage: vmsup s6-servicedir [--execline] [--log LOGDIR [--s6-log PATH]] (--config CONFIG | --config-json JSON) OUTDIR
 Writes an s6 service directory OUTDIR (new, or empty) that runs this vmsup
-on CONFIG: run, finish, notification-fd and timeout-kill. --log adds log/,
+on CONFIG: run, finish, notification-fd and timeout-kill. --config-json
+gives the config's text instead, written into OUTDIR as config.json (the
+way Nix builds a service directory, with vmsup as the builder). --log adds log/,
 an s6-log service keeping the VM's timestamped log in LOGDIR (an absolute
 path); --s6-log names the s6-log binary (default: s6-log from PATH).
 `
@@ -338,6 +352,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.Usage = func() { fmt.Fprint(stderr, usage) }
 	cfgPath := fs.String("config", "", "the VM's config file")
 	el := fs.Bool("execline", false, "write the scripts in execline instead of sh")
+	cfgJSON := fs.String("config-json", "", "the VM's config itself, to write into OUTDIR as config.json")
 	logDir := fs.String("log", "", "add a log/ service: s6-log into this directory")
 	s6log := fs.String("s6-log", "", "the s6-log binary for log/run (default: s6-log from PATH)")
 	// Flags may come before or after OUTDIR.
@@ -352,7 +367,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		pos = append(pos, fs.Arg(0))
 		rest = fs.Args()[1:]
 	}
-	if len(pos) != 1 || *cfgPath == "" {
+	if len(pos) != 1 || (*cfgPath == "") == (*cfgJSON == "") {
 		fmt.Fprint(stderr, usage)
 		return exitUsage
 	}
@@ -362,14 +377,31 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	outDir := pos[0]
 
-	vm, errs := config.Load(*cfgPath)
+	var (
+		vm   *config.VM
+		errs []*config.Error
+		o    = Options{LogDir: *logDir, S6Log: *s6log}
+		src  = *cfgPath
+		abs  string
+		err  error
+	)
+	if *cfgJSON != "" {
+		src = "--config-json"
+		vm, errs = config.Parse([]byte(*cfgJSON))
+		o.ConfigText = []byte(*cfgJSON)
+		if abs, err = filepath.Abs(outDir); err == nil {
+			abs = filepath.Join(abs, EmbeddedConfig)
+		}
+	} else {
+		vm, errs = config.Load(*cfgPath)
+		abs, err = filepath.Abs(*cfgPath)
+	}
 	for _, e := range errs {
-		fmt.Fprintf(stderr, "vmsup s6-servicedir: %s: %v\n", *cfgPath, e)
+		fmt.Fprintf(stderr, "vmsup s6-servicedir: %s: %v\n", src, e)
 	}
 	if len(errs) > 0 {
 		return exitUsage
 	}
-	abs, err := filepath.Abs(*cfgPath)
 	if err != nil {
 		fmt.Fprintf(stderr, "vmsup s6-servicedir: %v\n", err)
 		return exitTemp
@@ -390,7 +422,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "vmsup s6-servicedir: --s6-log needs --log")
 		return exitUsage
 	}
-	if err := WriteServiceDirOptions(outDir, abs, self, vm, Options{Style: style, LogDir: *logDir, S6Log: *s6log}); err != nil {
+	o.Style = style
+	if err := WriteServiceDirOptions(outDir, abs, self, vm, o); err != nil {
 		fmt.Fprintf(stderr, "vmsup s6-servicedir: %v\n", err)
 		var ue *UsageError
 		if errors.As(err, &ue) {

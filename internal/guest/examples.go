@@ -64,7 +64,7 @@ func SetupExamples() (string, error) {
 		return "", err
 	}
 	initrd := filepath.Join(gdir, "initrd")
-	tmp := initrd + ".new"
+	tmp := fmt.Sprintf("%s.new%d", initrd, os.Getpid()) // tests of several packages may set up at once
 	if err := BuildInitramfs(tmp, InitramfsOptions{
 		KernelDir: kdir, Modules: ExampleModules,
 		Init: ExampleInit("share", ExampleHello, "written by the guest\n", ExampleDiskFile),
@@ -106,7 +106,7 @@ func SetupExamples() (string, error) {
 }
 
 func writeAtomic(path string, b []byte) error {
-	tmp := path + ".new"
+	tmp := fmt.Sprintf("%s.new%d", path, os.Getpid())
 	if err := os.WriteFile(tmp, b, 0o644); err != nil {
 		return fmt.Errorf("guest: %w", err)
 	}
