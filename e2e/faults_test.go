@@ -51,7 +51,7 @@ import (
 //	stopping  after the stop request, while the services take their
 //	          time to stop (each waits 100 ms after SIGTERM)
 //
-// Documented outcomes (CONTRACT.md, README, supervisor/run.go, vm.go):
+// Documented outcomes (docs/reference.md, README, supervisor/run.go, vm.go):
 //
 //	s6-supervise    vmsup dies with it (PR_SET_PDEATHSIG, armed
 //	                race-free with --parent-pid); nothing left after 1 s

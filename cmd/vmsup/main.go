@@ -1,5 +1,5 @@
 // Command vmsup supervises the sandboxed daemons of one VM. It parses the
-// command line and calls one function; see CONTRACT.md for the commands.
+// command line and calls one function; see docs/reference.md for the commands.
 package main
 
 import (
