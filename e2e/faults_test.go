@@ -33,7 +33,7 @@ import (
 //	vmm             the service marked "vmm", here testprog `linger`
 //	                with signal power-off: a real process in the VMM's
 //	                place, which is what the supervisor acts on
-//	vmm-qemu        a real QEMU (TCG) guest with virtiofsd: the same
+//	vmm-qemu        a real QEMU (TCG) guest with the Rust virtiofsd: the same
 //	                cells with the real VMM, fewer iterations (a boot
 //	                takes seconds)
 //	helper          a helper service (on_exit "shutdown", the default)

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -183,6 +184,27 @@ func TestVMMCrash(t *testing.T) {
 	}
 	if !strings.Contains(vm.Stderr.String(), "vmm: killed by SIGKILL") {
 		t.Errorf("crash not reported:\n%s", vm.Stderr.String())
+	}
+	vm.AssertClean(time.Second)
+}
+
+// The legacy C virtiofsd (bookworm's qemu-system-x86; QEMU dropped it in
+// 8.0) as a second case: root with the capabilities it drops to itself.
+// SIGTERM powers the guest off, vmsup exits 0, nothing is left.
+func TestVMLegacyVirtiofsd(t *testing.T) {
+	f := newFixture(t)
+	f.legacy = true
+	vm, _ := f.boot(t, "e2e-legacy")
+	pids, err := cgroup.Procs(filepath.Join(vm.CgroupDir, "svc.virtiofsd"))
+	if err != nil || len(pids) == 0 {
+		t.Fatalf("virtiofsd: %v %v", pids, err)
+	}
+	if exe, _ := os.Readlink("/proc/" + strconv.Itoa(pids[0]) + "/exe"); exe != guest.VirtiofsdBinary {
+		t.Fatalf("virtiofsd runs %q, want the legacy %s", exe, guest.VirtiofsdBinary)
+	}
+	vm.Signal(syscall.SIGTERM)
+	if st := vm.Wait(60 * time.Second); st != 0 {
+		t.Fatalf("status %d, want 0:\n%s", st, vm.Stderr.String())
 	}
 	vm.AssertClean(time.Second)
 }
