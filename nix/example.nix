@@ -54,7 +54,7 @@ in
         "qemu-system-x86_64" "-machine" "q35" "-accel" "tcg" "-cpu" "max" "-m" "512" "-smp" "1"
         "-object" "memory-backend-memfd,id=mem,size=512M,share=on" "-numa" "node,memdev=mem"
         "-nodefaults" "-no-user-config" "-display" "none" "-serial" "stdio" "-no-reboot"
-        "-kernel" "${guest}/vmlinuz" "-initrd" "${guest}/initrd" "-append" "console=ttyS0 panic=-1 quiet"
+        "-kernel" "${guest}/vmlinuz" "-initrd" "${guest}/initrd" "-append" "console=ttyS0 panic=-1 quiet no_timer_check"
         "-chardev" "socket,id=fs,path=${fsSock}" "-device" "vhost-user-fs-pci,chardev=fs,tag=share"
         "-qmp" "unix:${qmp},server=on,wait=off"
       ];

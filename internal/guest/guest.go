@@ -59,7 +59,7 @@
 //	  -object memory-backend-memfd,id=mem,size=512M,share=on
 //	  -numa node,memdev=mem -nodefaults -no-user-config -display none
 //	  -serial stdio -no-reboot -kernel vmlinuz -initrd initrd
-//	  -append "console=ttyS0 panic=-1 quiet"
+//	  -append "console=ttyS0 panic=-1 quiet no_timer_check"
 //	  -chardev socket,id=fs,path=SOCK
 //	  -device vhost-user-fs-pci,chardev=fs,tag=TAG
 //	  -qmp unix:QMP,server=on,wait=off
@@ -237,7 +237,7 @@ type QEMUOptions struct {
 	Kernel string // path to vmlinuz (required)
 	Initrd string // path to the initramfs (required)
 	// Append is added to the kernel command line after
-	// "console=ttyS0 panic=-1 quiet".
+	// "console=ttyS0 panic=-1 quiet no_timer_check".
 	Append string
 	// MemoryMiB is the guest RAM, default 512. It is a shared memfd
 	// backend (vhost-user needs shared guest memory).
@@ -280,7 +280,9 @@ func QEMUArgs(opts QEMUOptions) []string {
 	if serial == "" {
 		serial = "stdio"
 	}
-	cmdline := "console=ttyS0 panic=-1 quiet"
+	// no_timer_check: on a loaded host a TCG guest can miss the IO-APIC
+	// timer check and panic ("IO-APIC + timer doesn't work!").
+	cmdline := "console=ttyS0 panic=-1 quiet no_timer_check"
 	if opts.Append != "" {
 		cmdline += " " + opts.Append
 	}
