@@ -149,9 +149,8 @@ func benchVMConfig(b *testing.B, vfsd, kernel, initrd, share, name string) vmtes
 // benchDirect runs the same virtiofsd, as root, and QEMU, both started
 // directly, and returns QEMU's console. Each in a session of its own, as
 // s6 starts a daemon and vmsup a service: with sched_autogroup_enabled
-// (on here) a session is a scheduling group, and on a loaded machine
-// processes left in the test's session ran the guest ~1.3 times faster
-// than those in their own sessions, whatever the sandbox.
+// (on here) a session is a scheduling group, so both sides are scheduled
+// alike.
 func benchDirect(vfsd, kernel, initrd, share, sock string) (string, error) {
 	argv := guest.RustVirtiofsdArgv(vfsd, share)
 	for i, a := range argv {
