@@ -5,7 +5,7 @@ export PATH := $(PATH):/usr/local/go/bin
 export CGO_ENABLED := 0
 BIN := bin
 
-.PHONY: all deps build test test-hostimage test-long bench-100 test-fast bench fuzz demo clean
+.PHONY: all deps build test test-hostimage test-long bench-100 bench-virtiofs test-fast bench fuzz demo clean
 
 all: build
 
@@ -31,9 +31,10 @@ test: deps
 	go test -count=1 -timeout 40m -skip 'TestFaultMatrix' ./...
 	go test -count=1 -timeout 40m -run 'TestFaultMatrix' -v ./e2e/
 	$(MAKE) fuzz
-	go test -count=1 -p 1 -run '^$$' -bench . -skip 'BenchmarkVMMExitToExit|BenchmarkManyVMs' -benchtime 200x ./...
+	go test -count=1 -p 1 -run '^$$' -bench . -skip 'BenchmarkVMMExitToExit|BenchmarkManyVMs|BenchmarkVirtiofsIO' -benchtime 200x ./...
 	go test -count=1 -run '^$$' -bench 'BenchmarkVMMExitToExit' -benchtime 30x ./supervisor/
 	go test -count=1 -run '^$$' -bench 'BenchmarkManyVMs' -benchtime 1x ./supervisor/
+	$(MAKE) bench-virtiofs
 
 # The fault matrix with 200 randomised iterations a cell (10 for the
 # cells with a real QEMU), each cell bounded to 5 minutes: about 16
@@ -41,6 +42,11 @@ test: deps
 test-long: deps
 	VMSUP_FAULT_ITER=200 VMSUP_FAULT_QEMU_ITER=10 VMSUP_FAULT_BUDGET=5m \
 		go test -count=1 -timeout 150m -run 'TestFaultMatrix' -v ./e2e/
+
+# Guest file I/O through the Rust virtiofsd under vmsup against it started
+# directly, interleaved (VMSUP_BENCH_VIRTIOFS_ROUNDS, default 3).
+bench-virtiofs: deps
+	go test -count=1 -timeout 60m -run '^$$' -bench 'BenchmarkVirtiofsIO' -benchtime 1x ./e2e/
 
 # 100 VMs with 3 services each, started and stopped together.
 bench-100: deps

@@ -50,7 +50,7 @@ func (r Report) OK() bool {
 	return true
 }
 
-// Exit statuses of Main (see CONTRACT.md).
+// Exit statuses of Main (see docs/reference.md).
 const (
 	exitOK      = 0
 	exitMissing = 111

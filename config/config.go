@@ -1,5 +1,5 @@
 // Package config holds the typed form of a vmsup configuration (see
-// CONTRACT.md). Parse turns JSON into these values once and reports every
+// docs/reference.md). Parse turns JSON into these values once and reports every
 // problem with its JSON path; nothing else in vmsup reads JSON.
 package config
 

@@ -16,15 +16,16 @@ import (
 )
 
 // qemuOnce is one iteration of a vmm-qemu cell: the fixture's real VM
-// (virtiofsd, then QEMU booting the trixie kernel), the QEMU process
+// (the Rust virtiofsd as the contract's example runs it, then QEMU
+// booting the trixie kernel), the QEMU process
 // SIGKILLed in the phase. Outcome as for the vmm role: 1 (while
 // stopping, 0 if the guest powered off before the kill landed).
 func (m *faultMatrix) qemuOnce(t *testing.T, ph string, i int) result {
 	c := m.qemu.config(t, fmt.Sprintf("fault-qemu-%s-%d", ph, i))
-	// The legacy virtiofsd loses a SIGTERM that comes early in its
-	// start-up (it then waits for its VMM forever): a VMM killed then
-	// makes the VM wait for shutdown_timeout before it is killed (exit
-	// 1). Shorter than the fixture's 30 s to keep such iterations short.
+	// A virtiofsd that loses a SIGTERM early in its start-up (the legacy
+	// one does, then waits for its VMM forever) would make the VM wait
+	// for shutdown_timeout before it is killed (exit 1). Shorter than the
+	// fixture's 30 s to keep such iterations short.
 	c["shutdown_timeout"] = "5s"
 	vm := vmtest.Start(t, c, vmtest.Options{})
 	var fd int

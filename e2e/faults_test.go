@@ -34,7 +34,7 @@ import (
 //	vmm             the service marked "vmm", here testprog `linger`
 //	                with signal power-off: a real process in the VMM's
 //	                place, which is what the supervisor acts on
-//	vmm-qemu        a real QEMU (TCG) guest with virtiofsd: the same
+//	vmm-qemu        a real QEMU (TCG) guest with the Rust virtiofsd: the same
 //	                cells with the real VMM, fewer iterations (a boot
 //	                takes seconds)
 //	helper          a helper service (on_exit "shutdown", the default)
@@ -56,7 +56,7 @@ import (
 //	stopping  after the stop request, while the services take their
 //	          time to stop (each waits 100 ms after SIGTERM)
 //
-// Documented outcomes (CONTRACT.md, README, supervisor/run.go, vm.go):
+// Documented outcomes (docs/reference.md, README, supervisor/run.go, vm.go):
 //
 //	s6-supervise    vmsup dies with it (PR_SET_PDEATHSIG, armed
 //	                race-free with --parent-pid); nothing left after 1 s

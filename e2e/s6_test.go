@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -35,11 +36,19 @@ func underS6(t *testing.T, c vmtest.Config) *scanDir {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &scanDir{t: t, dir: filepath.Join(base, "scan"), log: &vmtest.Buffer{}}
-	os.Mkdir(s.dir, 0o755)
 	staging := filepath.Join(base, "svc")
 	writeServiceDir(t, c, staging)
-	s.svc = filepath.Join(s.dir, c["name"].(string))
+	return startScan(t, base, c["name"].(string), staging)
+}
+
+// startScan moves the service directory staging into a new scan
+// directory under base (removed at the end) as name and starts
+// s6-svscan on it.
+func startScan(t *testing.T, base, name, staging string) *scanDir {
+	t.Helper()
+	s := &scanDir{t: t, dir: filepath.Join(base, "scan"), log: &vmtest.Buffer{}}
+	os.Mkdir(s.dir, 0o755)
+	s.svc = filepath.Join(s.dir, name)
 	if err := os.Rename(staging, s.svc); err != nil {
 		t.Fatal(err)
 	}
@@ -278,4 +287,107 @@ func TestS6GuestPowerOffStaysDown(t *testing.T) {
 		t.Fatalf("s6-svstat up,wantedup: %q, want false false: s6 restarted the VM after the guest powered off:\n%s", st, s.log.String())
 	}
 	vm.AssertClean(0)
+}
+
+// guestPowerOffStatus is what `vmsup run` exits with when the guest
+// powers off by itself: 3 in the contract.
+const guestPowerOffStatus = 3
+
+// The contract's VM under real s6: the Rust virtiofsd as uid 2001 with
+// only CAP_DAC_READ_SEARCH and QEMU as 2002. Readiness reaches s6, the
+// guest writes through virtiofs, s6-svc -d ends it with 0 and quiet logs;
+// started again, the guest's own power-off ends it with
+// guestPowerOffStatus, s6 keeps it down, and nothing is left either time.
+func TestS6RustVirtiofsdVM(t *testing.T) {
+	f := newFixture(t)
+	c := f.config(t, "e2e-s6-rust")
+	vm := vmtest.Attach(t, c)
+	s := underS6(t, c)
+	s.run("s6-svwait", "-U", "-t", "120000", s.svc)
+	vm.PID1()
+	if !s.log.WaitFor("vmm: GUEST-READY", 90*time.Second) {
+		t.Fatalf("the guest did not come up:\n%s", s.log.String())
+	}
+	if b, err := os.ReadFile(filepath.Join(f.share, "hello.txt")); err != nil || string(b) != "written by the guest\n" {
+		t.Fatalf("the guest's file: %q %v", b, err)
+	}
+	st, err := os.Stat(filepath.Join(f.share, "hello.txt"))
+	if err != nil || st.Sys().(*syscall.Stat_t).Uid != guest.RustVirtiofsdUID {
+		t.Fatalf("the guest's file is not virtiofsd's uid's: %v %v", st, err)
+	}
+	assertRustVirtiofsd(t, vm)
+
+	s.run("s6-svc", "-d", s.svc)
+	s.run("s6-svwait", "-D", "-t", "60000", s.svc)
+	if !s.log.WaitFor("vmsup-finish: run exited 0: not restarting", 5*time.Second) {
+		t.Fatalf("finish did not see exit 0:\n%s", s.log.String())
+	}
+	vm.AssertClean(time.Second)
+	first := s.log.String()
+	assertQuietEnd(t, first)
+	// The Rust virtiofsd exits 0 when QEMU disconnects, or 1 on the
+	// SIGTERM vmsup sends it if QEMU's end is seen first: that is a stop.
+	if strings.Contains(first, "virtiofsd: exited with status 1\n") {
+		t.Errorf("virtiofsd's end at stop reads as a failure:\n%s", first)
+	}
+
+	// Again, and this time the guest powers off by itself (its power
+	// button pressed from outside vmsup).
+	s.run("s6-svc", "-u", s.svc)
+	s.run("s6-svwait", "-U", "-t", "120000", s.svc)
+	for deadline := time.Now().Add(90 * time.Second); !strings.Contains(s.log.String()[len(first):], "vmm: GUEST-READY"); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the guest did not come up again:\n%s", s.log.String())
+		}
+	}
+	if _, err := guest.QMPExecute(filepath.Join(c["runtime_dir"].(string), "qmp.sock"), 10*time.Second, `{"execute":"system_powerdown"}`); err != nil {
+		t.Fatal(err)
+	}
+	s.run("s6-svwait", "-D", "-t", "60000", s.svc)
+	want := fmt.Sprintf("vmsup-finish: run exited %d", guestPowerOffStatus)
+	if !s.log.WaitFor(want, 5*time.Second) {
+		t.Fatalf("finish did not see %d:\n%s", guestPowerOffStatus, s.log.String())
+	}
+	vm.AssertClean(time.Second)
+	second := s.log.String()[len(first):]
+	assertQuietEnd(t, second)
+	if !strings.Contains(second, "vmm: exited with status 0: the guest powered off") {
+		t.Errorf("the guest's own power-off does not read as one:\n%s", second)
+	}
+	time.Sleep(time.Second)
+	if up := s.run("s6-svstat", "-o", "up", s.svc); up != "false" {
+		t.Fatalf("s6 restarted the VM after the guest powered off (up=%s)", up)
+	}
+	t.Logf("vmsup's and the services' log, both runs:\n%s", s.log.String())
+}
+
+// assertRustVirtiofsd checks the virtiofsd that runs is the Rust one, as
+// the contract's example: uid 2001, CAP_DAC_READ_SEARCH alone.
+func assertRustVirtiofsd(t *testing.T, vm *vmtest.VM) {
+	t.Helper()
+	pids, err := cgroup.Procs(filepath.Join(vm.CgroupDir, "svc.virtiofsd"))
+	if err != nil || len(pids) == 0 {
+		t.Fatalf("virtiofsd process: %v %v", pids, err)
+	}
+	cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pids[0]))
+	if !bytes.Contains(cmdline, []byte("ld-linux-x86-64.so.2\x00--library-path")) || !bytes.Contains(cmdline, []byte("/virtiofsd\x00--fd=3")) {
+		t.Fatalf("not the Rust virtiofsd through its loader: %q", cmdline)
+	}
+	status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pids[0]))
+	for _, want := range []string{"Uid:\t2001\t2001\t2001\t2001", "CapEff:\t0000000000000004", "CapBnd:\t0000000000000004"} {
+		if !bytes.Contains(status, []byte(want)) {
+			t.Errorf("virtiofsd's status lacks %q:\n%s", want, status)
+		}
+	}
+}
+
+// assertQuietEnd checks a VM's end reads as what it is: no error-looking
+// line about a power-off the guest was already doing.
+func assertQuietEnd(t *testing.T, log string) {
+	t.Helper()
+	for _, bad := range []string{"could not ask the guest to power off", "did not stop as asked", "the VM failed"} {
+		if strings.Contains(log, bad) {
+			t.Errorf("%q in:\n%s", bad, log)
+		}
+	}
 }

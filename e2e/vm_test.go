@@ -1,14 +1,16 @@
-// Package e2e runs real VMs under vmsup: the legacy C virtiofsd from
-// Debian's qemu-system-x86 on a socket vmsup pre-binds, and a non-root
-// qemu-system-x86_64 (TCG) booting Debian trixie's cloud kernel with a
-// busybox initramfs that mounts the virtiofs share, writes a file and
-// powers off on the ACPI power button.
+// Package e2e runs real VMs under vmsup: Debian trixie's Rust virtiofsd
+// (scripts/fetch-virtiofsd) as the contract's example runs it, or the
+// legacy C virtiofsd from Debian's qemu-system-x86, on a socket vmsup
+// pre-binds, and a non-root qemu-system-x86_64 (TCG) booting Debian
+// trixie's cloud kernel with a busybox initramfs that mounts the virtiofs
+// share, writes a file and powers off on the ACPI power button.
 package e2e
 
 import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -24,9 +26,11 @@ func TestMain(m *testing.M) { vmtest.Main(m) }
 const vmmUID = 2002
 
 // fixture is one guest ready to run: kernel and initramfs readable by the
-// VMM's user, and the directory virtiofsd shares.
+// VMM's user, the directory virtiofsd shares and the Rust virtiofsd's
+// directory. legacy runs the legacy C virtiofsd instead.
 type fixture struct {
-	kernel, initrd, share string
+	kernel, initrd, share, virtiofsd string
+	legacy                           bool
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -53,6 +57,12 @@ func newFixture(t *testing.T) *fixture {
 	}
 	os.Chmod(f.initrd, 0o644)
 	os.Mkdir(f.share, 0o755)
+	// The Rust virtiofsd runs as its own uid without CAP_DAC_OVERRIDE:
+	// the share is its.
+	os.Chown(f.share, guest.RustVirtiofsdUID, guest.RustVirtiofsdUID)
+	if f.virtiofsd, err = guest.RustVirtiofsd(); err != nil {
+		t.Fatal(err)
+	}
 	return f
 }
 
@@ -77,7 +87,16 @@ func copyFile(src, dst string) error {
 // QMP for power-off.
 func (f *fixture) config(t *testing.T, name string) vmtest.Config {
 	c := vmtest.NewConfig(t, name)
-	c["services"] = guest.VMServices(f.kernel, f.initrd, f.share, filepath.Join(vmtest.RunDir(), name), vmmUID)
+	rt := filepath.Join(vmtest.RunDir(), name)
+	fs := guest.RustVirtiofsdService(f.virtiofsd, f.share, rt+"/fs.sock", vmmUID)
+	if f.legacy {
+		fs = guest.LegacyVirtiofsdService(f.share, rt+"/fs.sock", vmmUID)
+	}
+	c["services"] = []map[string]any{fs, guest.VMMService(f.kernel, f.initrd, rt, vmmUID)}
+	// The share is a mount point of its own: with file handles the Rust
+	// virtiofsd reopens the mount holding the share, which Landlock lets
+	// it read only when that is the share.
+	c["mount"] = map[string]any{"binds": []map[string]any{{"source": f.share, "target": f.share}}}
 	c["shutdown_timeout"] = "30s"
 	return c
 }
@@ -166,6 +185,27 @@ func TestVMMCrash(t *testing.T) {
 	}
 	if !strings.Contains(vm.Stderr.String(), "vmm: killed by SIGKILL") {
 		t.Errorf("crash not reported:\n%s", vm.Stderr.String())
+	}
+	vm.AssertClean(time.Second)
+}
+
+// The legacy C virtiofsd (bookworm's qemu-system-x86; QEMU dropped it in
+// 8.0) as a second case: root with the capabilities it drops to itself.
+// SIGTERM powers the guest off, vmsup exits 0, nothing is left.
+func TestVMLegacyVirtiofsd(t *testing.T) {
+	f := newFixture(t)
+	f.legacy = true
+	vm, _ := f.boot(t, "e2e-legacy")
+	pids, err := cgroup.Procs(filepath.Join(vm.CgroupDir, "svc.virtiofsd"))
+	if err != nil || len(pids) == 0 {
+		t.Fatalf("virtiofsd: %v %v", pids, err)
+	}
+	if exe, _ := os.Readlink("/proc/" + strconv.Itoa(pids[0]) + "/exe"); exe != guest.VirtiofsdBinary {
+		t.Fatalf("virtiofsd runs %q, want the legacy %s", exe, guest.VirtiofsdBinary)
+	}
+	vm.Signal(syscall.SIGTERM)
+	if st := vm.Wait(60 * time.Second); st != 0 {
+		t.Fatalf("status %d, want 0:\n%s", st, vm.Stderr.String())
 	}
 	vm.AssertClean(time.Second)
 }

@@ -51,14 +51,50 @@ func WriteServiceDir(outDir, configPath, vmsupPath string, vm *config.VM) error 
 // starting with a dot) and renamed into place, so a scanner never sees a
 // half-written service: it sees nothing, or all of it.
 func WriteServiceDirStyle(outDir, configPath, vmsupPath string, vm *config.VM, style Style) error {
-	for _, p := range []string{configPath, vmsupPath} {
+	return WriteServiceDirOptions(outDir, configPath, vmsupPath, vm, Options{Style: style})
+}
+
+// Options for WriteServiceDirOptions.
+type Options struct {
+	Style Style
+	// LogDir, when set, adds a log/ service: s6-log writing vmsup's and
+	// the services' lines, timestamped, to this directory (at most 20
+	// files of 1 MB each), as every s6 host pairs a longrun with a logger.
+	LogDir string
+	// S6Log is the s6-log the log/ run script execs; default "s6-log",
+	// found through s6-supervise's PATH when the logger starts.
+	S6Log string
+	// ConfigText, when set, is the config itself: it is written into the
+	// directory as config.json and configPath must be that file's final
+	// path (outDir/config.json). Nix passes a config this way, with no
+	// file of its own to point at.
+	ConfigText []byte
+}
+
+// EmbeddedConfig is the name of the config inside a service directory
+// written with Options.ConfigText.
+const EmbeddedConfig = "config.json"
+
+// WriteServiceDirOptions is WriteServiceDir with options.
+func WriteServiceDirOptions(outDir, configPath, vmsupPath string, vm *config.VM, o Options) error {
+	paths := []string{configPath, vmsupPath}
+	if o.LogDir != "" {
+		paths = append(paths, o.LogDir)
+	}
+	for _, p := range paths {
 		if !filepath.IsAbs(p) {
 			return usageErrorf("%s: not an absolute path: the run script must not depend on its working directory", p)
 		}
 	}
-	files, err := serviceFiles(configPath, vmsupPath, vm, style)
+	files, err := serviceFiles(configPath, vmsupPath, vm, o.Style)
 	if err != nil {
 		return err
+	}
+	if o.LogDir != "" {
+		files = append(files, logFiles(o)...)
+	}
+	if o.ConfigText != nil {
+		files = append(files, file{EmbeddedConfig, 0o644, string(o.ConfigText)})
 	}
 	if err := checkOutDir(outDir); err != nil {
 		return err
@@ -97,6 +133,9 @@ func writeFiles(dir string, files []file) error {
 	}
 	for _, f := range files {
 		p := filepath.Join(dir, f.name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil { // log/
+			return err
+		}
 		if err := os.WriteFile(p, []byte(f.data), f.mode); err != nil {
 			return err
 		}
@@ -267,9 +306,43 @@ exit 0
 `
 }
 
-const usage = `usage: vmsup s6-servicedir [--execline] --config CONFIG OUTDIR
+// logFiles is the log/ service: s6-log reads the run script's stdout
+// (s6-svscan pipes a service into its log/), prefixes each line with a
+// TAI64N timestamp (t) and keeps at most 20 archived files of 1 MB (n20
+// s1000000) in LogDir, which it creates. -d3 is its readiness.
+func logFiles(o Options) []file {
+	s6log := o.S6Log
+	if s6log == "" {
+		s6log = "s6-log"
+	}
+	var run string
+	if o.Style == Execline {
+		run = "#!" + execlinebPath() + " -P\n# Written by vmsup s6-servicedir --log.\nfdmove -c 2 1\n" +
+			s6log + " -d3 -b -- t n20 s1000000 " + o.LogDir + "\n"
+	} else {
+		run = "#!/bin/sh\n# Written by vmsup s6-servicedir --log: the VM's log, timestamped, in\n# " + o.LogDir + " (20 files of 1 MB at most).\nexec 2>&1\nexec " +
+			shQuote(s6log) + " -d3 -b -- t n20 s1000000 " + shQuote(o.LogDir) + "\n"
+	}
+	return []file{{"log/notification-fd", 0o644, "3\n"}, {"log/run", 0o755, run}}
+}
+
+// execlinebPath is the execlineb the execline scripts name.
+func execlinebPath() string {
+	if p, err := exec.LookPath("execlineb"); err == nil {
+		if abs, err := filepath.Abs(p); err == nil {
+			return abs
+		}
+	}
+	return "/bin/execlineb"
+}
+
+const usage = `usage: vmsup s6-servicedir [--execline] [--log LOGDIR [--s6-log PATH]] (--config CONFIG | --config-json JSON) OUTDIR
 Writes an s6 service directory OUTDIR (new, or empty) that runs this vmsup
-on CONFIG: run, finish, notification-fd and timeout-kill.
+on CONFIG: run, finish, notification-fd and timeout-kill. --config-json
+gives the config's text instead, written into OUTDIR as config.json (the
+way Nix builds a service directory, with vmsup as the builder). --log adds log/,
+an s6-log service keeping the VM's timestamped log in LOGDIR (an absolute
+path); --s6-log names the s6-log binary (default: s6-log from PATH).
 `
 
 // Main is `vmsup s6-servicedir [--execline] --config CONFIG OUTDIR`. It
@@ -281,6 +354,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.Usage = func() { fmt.Fprint(stderr, usage) }
 	cfgPath := fs.String("config", "", "the VM's config file")
 	el := fs.Bool("execline", false, "write the scripts in execline instead of sh")
+	cfgJSON := fs.String("config-json", "", "the VM's config itself, to write into OUTDIR as config.json")
+	logDir := fs.String("log", "", "add a log/ service: s6-log into this directory")
+	s6log := fs.String("s6-log", "", "the s6-log binary for log/run (default: s6-log from PATH)")
 	// Flags may come before or after OUTDIR.
 	var pos []string
 	for rest := args; ; {
@@ -293,7 +369,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		pos = append(pos, fs.Arg(0))
 		rest = fs.Args()[1:]
 	}
-	if len(pos) != 1 || *cfgPath == "" {
+	if len(pos) != 1 || (*cfgPath == "") == (*cfgJSON == "") {
 		fmt.Fprint(stderr, usage)
 		return exitUsage
 	}
@@ -303,14 +379,31 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	outDir := pos[0]
 
-	vm, errs := config.Load(*cfgPath)
+	var (
+		vm   *config.VM
+		errs []*config.Error
+		o    = Options{LogDir: *logDir, S6Log: *s6log}
+		src  = *cfgPath
+		abs  string
+		err  error
+	)
+	if *cfgJSON != "" {
+		src = "--config-json"
+		vm, errs = config.Parse([]byte(*cfgJSON))
+		o.ConfigText = []byte(*cfgJSON)
+		if abs, err = filepath.Abs(outDir); err == nil {
+			abs = filepath.Join(abs, EmbeddedConfig)
+		}
+	} else {
+		vm, errs = config.Load(*cfgPath)
+		abs, err = filepath.Abs(*cfgPath)
+	}
 	for _, e := range errs {
-		fmt.Fprintf(stderr, "vmsup s6-servicedir: %s: %v\n", *cfgPath, e)
+		fmt.Fprintf(stderr, "vmsup s6-servicedir: %s: %v\n", src, e)
 	}
 	if len(errs) > 0 {
 		return exitUsage
 	}
-	abs, err := filepath.Abs(*cfgPath)
 	if err != nil {
 		fmt.Fprintf(stderr, "vmsup s6-servicedir: %v\n", err)
 		return exitTemp
@@ -327,7 +420,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if *el {
 		style = Execline
 	}
-	if err := WriteServiceDirStyle(outDir, abs, self, vm, style); err != nil {
+	if *s6log != "" && *logDir == "" {
+		fmt.Fprintln(stderr, "vmsup s6-servicedir: --s6-log needs --log")
+		return exitUsage
+	}
+	o.Style = style
+	if err := WriteServiceDirOptions(outDir, abs, self, vm, o); err != nil {
 		fmt.Fprintf(stderr, "vmsup s6-servicedir: %v\n", err)
 		var ue *UsageError
 		if errors.As(err, &ue) {

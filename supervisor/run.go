@@ -49,7 +49,7 @@ import (
 	"vmsup/s6"
 )
 
-// Exit statuses of `vmsup run` (CONTRACT.md).
+// Exit statuses of `vmsup run` (docs/reference.md).
 const (
 	ExitGraceful   = 0
 	ExitFailed     = 1

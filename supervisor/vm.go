@@ -257,7 +257,7 @@ func (v *vm) handle(e event) {
 		}
 	case evPoweroff:
 		if e.err != nil && v.vmm.pid != 0 && v.phase == stopping {
-			logger.Printf("%s: could not ask the guest to power off: %v; sending %s", v.vmm.cfg.Name, e.err, unix.SignalName(v.vmm.cfg.StopSignal))
+			logger.Print(poweroffNote(v.vmm.cfg.Name, e.err, v.vmm.cfg.StopSignal))
 			v.signal(v.vmm, v.vmm.cfg.StopSignal)
 		}
 	}
@@ -515,7 +515,7 @@ func (v *vm) exited(s *service, ws unix.WaitStatus) {
 		s.cancel()
 		s.cancel = nil
 	}
-	what := describe(ws)
+	what := describe(ws) + endNote(ws, s.sent, s == v.vmm, v.stops > 0 || v.failed)
 	if s.launchErr != nil {
 		what = "could not be started"
 	}

@@ -3,10 +3,12 @@ package supervisor
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -137,4 +139,37 @@ func greets(s *config.Service) bool {
 		}
 	}
 	return false
+}
+
+// endNote says what a service's end means, for its exit-log line, so that
+// the ends a VM normally has read as what they are: the VMM exiting 0
+// when vmsup did not end the VM (no stop request, no failure: stopping is
+// false) is the guest's own power-off, and a service that
+// exits non-zero once vmsup has signalled it is stopping as asked (the
+// Rust virtiofsd's SIGTERM handler exits 1).
+func endNote(ws unix.WaitStatus, sent uint64, isVMM, stopping bool) string {
+	switch {
+	case isVMM && ws.Exited() && ws.ExitStatus() == 0 && !stopping:
+		return ": the guest powered off"
+	case ws.Exited() && ws.ExitStatus() != 0 && sent != 0:
+		var names []string
+		for sig := 1; sig < 64; sig++ {
+			if sent&(1<<uint(sig)) != 0 {
+				names = append(names, unix.SignalName(syscall.Signal(sig)))
+			}
+		}
+		return " on " + strings.Join(names, ", ") + ": stopped as asked"
+	}
+	return ""
+}
+
+// poweroffNote is the log line for a power-off request that failed. A
+// QMP or API socket that is gone or refuses connections means the VMM is
+// already ending (the guest powered off and a helper's exit started the
+// stop): that is no error.
+func poweroffNote(name string, err error, sig syscall.Signal) string {
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ECONNREFUSED) {
+		return fmt.Sprintf("%s: its control socket is closed: the VMM is ending by itself; sending %s to be sure", name, unix.SignalName(sig))
+	}
+	return fmt.Sprintf("%s: could not ask the guest to power off: %v; sending %s", name, err, unix.SignalName(sig))
 }

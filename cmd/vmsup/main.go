@@ -1,5 +1,5 @@
 // Command vmsup supervises the sandboxed daemons of one VM. It parses the
-// command line and calls one function; see CONTRACT.md for the commands.
+// command line and calls one function; see docs/reference.md for the commands.
 //
 // Conventions (those of s6 and GNU tools): results go to standard output;
 // every message goes to standard error, each of its lines prefixed with

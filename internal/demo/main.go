@@ -1,13 +1,13 @@
 // Command demo runs one real VM under s6 on this machine and says what
-// happens at each step: `make demo`. The VM is the one the end-to-end
-// tests boot: the legacy virtiofsd and a non-root QEMU (TCG) with Debian
-// trixie's cloud kernel and a busybox guest that writes a file through
-// virtiofs and powers off on the ACPI power button.
+// happens at each step: `make demo`. The VM is examples/work.json as
+// written: Debian trixie's Rust virtiofsd as uid 2001 with only
+// CAP_DAC_READ_SEARCH, and a non-root QEMU (TCG) with Debian trixie's
+// cloud kernel and a busybox guest that writes a file through virtiofs and
+// powers off on the ACPI power button.
 package main
 
 import (
 	"bufio"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -23,10 +23,9 @@ import (
 )
 
 const (
-	name    = "demo"
-	work    = "/var/tmp/vmsup-demo"
+	name    = "work"
+	example = "examples/" + name + ".json"
 	scan    = "/run/vmsup-demo/scan"
-	vmmUID  = 2002
 	runtime = "/run/vmsup/" + name
 )
 
@@ -55,45 +54,21 @@ func run(vmsup string) error {
 		return fmt.Errorf("vmsup check: %w", err)
 	}
 
-	step("fetching Debian trixie's cloud kernel (cached in /var/cache/vmsup-test)")
-	if err := guest.RequireHostTools(); err != nil {
+	step("fetching Debian trixie's Rust virtiofsd and cloud kernel (cached in /var/cache/vmsup-test), building the guest's busybox initramfs in %s/guest", guest.ExampleRoot)
+	if _, err := guest.SetupExamples(); err != nil {
 		return err
 	}
-	kdir, err := guest.Kernel()
+	share := guest.ExampleShares[name].Dir
+	cfgPath, err := filepath.Abs(example)
 	if err != nil {
-		return err
-	}
-	os.RemoveAll(work)
-	share := filepath.Join(work, "share")
-	for _, d := range []string{work, share} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return err
-		}
-	}
-	kernel, initrd := filepath.Join(work, "vmlinuz"), filepath.Join(work, "initrd")
-	if err := copyFile(filepath.Join(kdir, "vmlinuz"), kernel); err != nil {
-		return err
-	}
-	step("building the guest's busybox initramfs: mount virtiofs, write hello.txt, power off on the power button")
-	if err := guest.BuildInitramfs(initrd, guest.InitramfsOptions{
-		KernelDir: kdir, Modules: guest.PowerButtonModules,
-		Init: guest.VirtiofsPowerOffInit("share", "hello.txt", "hello from the guest\n"),
-	}); err != nil {
-		return err
-	}
-	os.Chmod(initrd, 0o644)
-
-	cfgPath := filepath.Join(work, "vm.json")
-	cfg := vmConfig(kernel, initrd, share)
-	b, _ := json.MarshalIndent(cfg, "", "  ")
-	if err := os.WriteFile(cfgPath, b, 0o644); err != nil {
 		return err
 	}
 	vm, errs := config.Load(cfgPath)
 	if len(errs) > 0 {
-		return fmt.Errorf("config: %v", errs[0])
+		return fmt.Errorf("%s: %v", example, errs[0])
 	}
-	step("config %s:\n%s", cfgPath, b)
+	b, _ := os.ReadFile(cfgPath)
+	step("config %s, as written:\n%s", example, b)
 
 	os.RemoveAll(filepath.Dir(scan))
 	if err := os.MkdirAll(scan, 0o755); err != nil {
@@ -137,7 +112,7 @@ func run(vmsup string) error {
 	}
 	step("s6 reports the VM ready after %v (every service ready: virtiofsd listening, QEMU's QMP socket up)", time.Since(t0).Round(time.Millisecond))
 
-	hello := filepath.Join(share, "hello.txt")
+	hello := filepath.Join(share, guest.ExampleHello)
 	for time.Since(t0) < 2*time.Minute {
 		if b, err := os.ReadFile(hello); err == nil && len(b) > 0 {
 			step("the guest wrote %s through virtiofs after %v: %q", hello, time.Since(t0).Round(time.Millisecond), b)
@@ -165,7 +140,7 @@ func run(vmsup string) error {
 			left++
 		}
 	}
-	if out, _ := exec.Command("pgrep", "-f", "qemu-system-x86_64.*"+work).Output(); len(out) > 0 {
+	if out, _ := exec.Command("pgrep", "-f", "qemu-system-x86_64.*"+guest.ExampleRoot).Output(); len(out) > 0 {
 		fmt.Println("   left: QEMU processes", strings.Fields(string(out)))
 		left++
 	}
@@ -174,20 +149,4 @@ func run(vmsup string) error {
 	}
 	fmt.Println("   nothing: no process, cgroup, mount or runtime directory")
 	return nil
-}
-
-func vmConfig(kernel, initrd, share string) map[string]any {
-	return map[string]any{
-		"name": name, "uid": 2000, "gid": 2000, "shutdown_timeout": "30s",
-		"mount":    map[string]any{"masked_paths": []string{"/root", "/home"}, "readonly_paths": []string{"/etc", "/usr"}},
-		"services": guest.VMServices(kernel, initrd, share, runtime, vmmUID),
-	}
-}
-
-func copyFile(src, dst string) error {
-	b, err := os.ReadFile(src)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(dst, b, 0o644)
 }

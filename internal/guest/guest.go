@@ -59,7 +59,7 @@
 //	  -object memory-backend-memfd,id=mem,size=512M,share=on
 //	  -numa node,memdev=mem -nodefaults -no-user-config -display none
 //	  -serial stdio -no-reboot -kernel vmlinuz -initrd initrd
-//	  -append "console=ttyS0 panic=-1 quiet"
+//	  -append "console=ttyS0 panic=-1 quiet no_timer_check"
 //	  -chardev socket,id=fs,path=SOCK
 //	  -device vhost-user-fs-pci,chardev=fs,tag=TAG
 //	  -qmp unix:QMP,server=on,wait=off
@@ -242,7 +242,7 @@ type QEMUOptions struct {
 	Kernel string // path to vmlinuz (required)
 	Initrd string // path to the initramfs (required)
 	// Append is added to the kernel command line after
-	// "console=ttyS0 panic=-1 quiet".
+	// "console=ttyS0 panic=-1 quiet no_timer_check".
 	Append string
 	// MemoryMiB is the guest RAM, default 512. It is a shared memfd
 	// backend (vhost-user needs shared guest memory).
@@ -288,7 +288,9 @@ func QEMUArgs(opts QEMUOptions) []string {
 	if serial == "" {
 		serial = "stdio"
 	}
-	cmdline := "console=ttyS0 panic=-1 quiet"
+	// no_timer_check: on a loaded host a TCG guest can miss the IO-APIC
+	// timer check and panic ("IO-APIC + timer doesn't work!").
+	cmdline := "console=ttyS0 panic=-1 quiet no_timer_check"
 	if opts.Append != "" {
 		cmdline += " " + opts.Append
 	}
@@ -396,9 +398,33 @@ const IdleShell = `while :; do sleep 3600; done
 //
 // Any failing step prints "GUEST-FAIL: <step>" and powers off at once.
 func VirtiofsPowerOffInit(tag, file, content string) string {
+	return virtiofsInit(tag, file, content, "")
+}
+
+// ExampleModules are the modules of the examples' guest (ExampleInit).
+var ExampleModules = append([]string{"virtio_blk"}, PowerButtonModules...)
+
+// ExampleInit is VirtiofsPowerOffInit that also, when the VM has a
+// virtio disk (/dev/vda: build with ExampleModules), copies the disk's
+// first line to /mnt/<diskFile> before GUEST-READY.
+func ExampleInit(tag, file, content, diskFile string) string {
+	return virtiofsInit(tag, file, content, diskFile)
+}
+
+func virtiofsInit(tag, file, content, diskFile string) string {
+	disk := ""
+	if diskFile != "" {
+		disk = `if [ -e /sys/block/vda ]; then
+	i=0
+	until [ -b /dev/vda ]; do i=$((i+1)); [ $i -le 40 ] || fail "no /dev/vda"; usleep 50000; done
+	head -n1 /dev/vda >/mnt/` + shellQuote(diskFile) + ` || fail "read /dev/vda"
+fi
+`
+	}
 	return InitPrelude + PowerButtonShell +
 		"mount -t virtiofs " + shellQuote(tag) + " /mnt || fail " + shellQuote("mount virtiofs "+tag) + "\n" +
 		"printf '%s' " + shellQuote(content) + " >/mnt/" + shellQuote(file) + " || fail " + shellQuote("write /mnt/"+file) + "\n" +
+		disk +
 		"sync\n" +
 		"echo " + MarkerReady + "\n" +
 		IdleShell
@@ -410,33 +436,43 @@ var VirtiofsdCapabilities = []string{"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_R
 	"CAP_SETGID", "CAP_SETUID", "CAP_MKNOD", "CAP_SETFCAP", "CAP_SYS_CHROOT", "CAP_SETPCAP"}
 
 // VMServices returns the "services" of a vmsup config for this guest:
-// virtiofsd sharing share on a socket vmsup pre-binds in runtimeDir, and a
-// QEMU running as vmmUID once virtiofsd is up, ready and powered off
-// through QMP on a socket vmsup also binds (fd 3): no service creates
-// anything in the runtime dir, which every one sees read-only.
+// the legacy virtiofsd sharing share on a socket vmsup pre-binds in
+// runtimeDir, and the VMM (VMMService).
 func VMServices(kernel, initrd, share, runtimeDir string, vmmUID int) []map[string]any {
+	return []map[string]any{LegacyVirtiofsdService(share, runtimeDir+"/fs.sock", vmmUID), VMMService(kernel, initrd, runtimeDir, vmmUID)}
+}
+
+// LegacyVirtiofsdService is the "services" entry for the legacy C
+// virtiofsd as root with the capabilities it drops to itself.
+func LegacyVirtiofsdService(share, sock string, vmmUID int) map[string]any {
+	return map[string]any{
+		"name":         "virtiofsd",
+		"argv":         []string{VirtiofsdBinary, "--fd=3", "-o", "source=" + share, "-o", "sandbox=chroot"},
+		"uid":          0,
+		"gid":          0,
+		"capabilities": VirtiofsdCapabilities,
+		"private_tmp":  "16M",
+		"sockets":      []map[string]any{{"path": sock, "fd": 3, "mode": "0600", "uid": vmmUID}},
+	}
+}
+
+// VMMService is the "services" entry for a QEMU booting kernel and initrd
+// as vmmUID once virtiofsd (on runtimeDir/fs.sock) is up, ready when its
+// QMP socket runtimeDir/qmp.sock accepts and powered off through it.
+func VMMService(kernel, initrd, runtimeDir string, vmmUID int) map[string]any {
 	fsSock, qmp := runtimeDir+"/fs.sock", runtimeDir+"/qmp.sock"
 	qemu := append([]string{QEMUBinary}, QEMUArgs(QEMUOptions{
 		Kernel: kernel, Initrd: initrd, VirtiofsSocket: fsSock, VirtiofsTag: "share", QMPFD: 3,
 	})...)
-	return []map[string]any{
-		{
-			"name":         "virtiofsd",
-			"argv":         []string{VirtiofsdBinary, "--fd=3", "-o", "source=" + share, "-o", "sandbox=chroot"},
-			"uid":          0,
-			"gid":          0,
-			"capabilities": VirtiofsdCapabilities,
-			"private_tmp":  "16M",
-			"sockets":      []map[string]any{{"path": fsSock, "fd": 3, "mode": "0600", "uid": vmmUID}},
-		},
-		{
-			"name": "vmm", "argv": qemu, "uid": vmmUID, "gid": vmmUID,
-			"after":       []string{"virtiofsd"},
-			"private_tmp": "16M", "private_shm": "16M",
-			"sockets": []map[string]any{{"path": qmp, "fd": 3, "mode": "0600"}},
-			"connect": []string{fsSock},
-			"ready":   map[string]any{"socket": qmp},
-			"vmm":     map[string]any{"qmp": qmp},
-		},
+	return map[string]any{
+		"name": "vmm", "argv": qemu, "uid": vmmUID, "gid": vmmUID,
+		"after":       []string{"virtiofsd"},
+		"private_tmp": "16M", "private_shm": "16M",
+		// vmsup binds the QMP socket and hands it over (fd 3), so no
+		// service creates anything in the runtime dir.
+		"sockets": []map[string]any{{"path": qmp, "fd": 3, "mode": "0600"}},
+		"connect": []string{fsSock},
+		"ready":   map[string]any{"socket": qmp},
+		"vmm":     map[string]any{"qmp": qmp},
 	}
 }

@@ -438,7 +438,7 @@ func TestQEMUArgs(t *testing.T) {
 	s := strings.Join(args, " ")
 	for _, want := range []string{
 		"-accel tcg", "-m 512", "-object memory-backend-memfd,id=mem,size=512M,share=on", "-numa node,memdev=mem",
-		"-kernel k", "-initrd i", "-append console=ttyS0 panic=-1 quiet x=1", "-serial stdio", "-no-reboot",
+		"-kernel k", "-initrd i", "-append console=ttyS0 panic=-1 quiet no_timer_check x=1", "-serial stdio", "-no-reboot",
 		"-chardev socket,id=fs,path=/s", "-device vhost-user-fs-pci,chardev=fs,tag=t", "-qmp unix:/q,server=on,wait=off",
 	} {
 		if !strings.Contains(s, want) {
