@@ -319,7 +319,7 @@ func TestS6RustVirtiofsdVM(t *testing.T) {
 
 	s.run("s6-svc", "-d", s.svc)
 	s.run("s6-svwait", "-D", "-t", "60000", s.svc)
-	if !s.log.WaitFor("vmsup-finish: run exited 0: not restarting", 5*time.Second) {
+	if !s.log.WaitFor("vmsup-finish: run exited 0\n", 5*time.Second) {
 		t.Fatalf("finish did not see exit 0:\n%s", s.log.String())
 	}
 	vm.AssertClean(time.Second)

@@ -22,7 +22,7 @@ buildGoModule rec {
       !(builtins.elem base [ ".git" "bin" "result" ] || builtins.match "result-.*" base != null);
   };
 
-  vendorHash = "sha256-oJpBpNGsYnEXq0xpjeNm0QOvlMqhHCgRc0d0KoQfbt0=";
+  vendorHash = "sha256-SyIlThJkf9N2BiE7aVdwSCf/APuNoBw9nYwfk30e/Nk=";
 
   subPackages = [ "cmd/vmsup" "cmd/vmsup-exec" ];
 
