@@ -148,7 +148,7 @@ type Config map[string]any
 // short shutdown timeout.
 func NewConfig(t testing.TB, name string, services ...map[string]any) Config {
 	t.Helper()
-	return Config{
+	c := Config{
 		"name":             name,
 		"cgroup":           filepath.Join(CgroupParent(t), name),
 		"runtime_dir":      filepath.Join(RunDir(), name),
@@ -157,6 +157,14 @@ func NewConfig(t testing.TB, name string, services ...map[string]any) Config {
 		"shutdown_timeout": "5s",
 		"services":         services,
 	}
+	// The VM's lock file (vmsup never removes one), once the test's VMs
+	// have stopped: cleanups run last registered first.
+	t.Cleanup(func() {
+		if cg, ok := c["cgroup"].(string); ok {
+			os.Remove(supervisor.ClaimPath(name, cg))
+		}
+	})
+	return c
 }
 
 // Write writes c to a file in dir and returns its path.
