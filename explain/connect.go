@@ -86,7 +86,7 @@ func mayConnect(vm *config.VM, s *config.Service, so config.Socket) bool {
 	if so.UID == s.UID {
 		return so.Mode&0o200 != 0
 	}
-	if so.GID == s.GID || slices.Contains(s.Groups, so.GID) || (vm.GID != nil && *vm.GID == so.GID) {
+	if so.GID == s.GID || slices.Contains(groups(vm, s), so.GID) {
 		return so.Mode&0o020 != 0
 	}
 	return false

@@ -114,7 +114,7 @@ func AnalyseOn(vm *config.VM, h Host) *Report {
 	r := &Report{VM: vm.Name, Kernel: Kernel{Release: h.Release, LandlockABI: abi, Landlock: vm.Landlock}, SyscallFilter: filterGroups()}
 	for i := range vm.Services {
 		s := &vm.Services[i]
-		e := Service{Name: s.Name, UID: s.UID, GID: s.GID, Groups: append([]uint32{}, s.Groups...)}
+		e := Service{Name: s.Name, UID: s.UID, GID: s.GID, Groups: groups(vm, s)}
 		e.Capabilities = credentials(s, abi)
 		e.FileSystem = filesystem(vm, s)
 		e.Sockets = sockets(vm, s, abi)
@@ -148,6 +148,16 @@ func Refusals(r *Report) []string {
 
 func has(s *config.Service, name string) bool {
 	return slices.ContainsFunc(s.Capabilities, func(c config.Capability) bool { return c.Name == name })
+}
+
+// groups are its supplementary groups: its own, and the VM's gid,
+// which owns the runtime dir (as package services adds it).
+func groups(vm *config.VM, s *config.Service) []uint32 {
+	g := append([]uint32{}, s.Groups...)
+	if vm.GID != nil && *vm.GID != s.GID && !slices.Contains(g, *vm.GID) {
+		g = append(g, *vm.GID)
+	}
+	return g
 }
 
 // credentials lists the kept capabilities with what each grants.
@@ -189,11 +199,12 @@ func filesystem(vm *config.VM, s *config.Service) []string {
 		out = append(out, "Landlock read: "+list(l.Read), "Landlock write: "+list(l.Write), "Landlock execute: "+list(l.Execute))
 	} else {
 		who := fmt.Sprintf("uid %d", s.UID)
-		if len(s.Groups) > 0 || s.GID != 0 {
+		g := groups(vm, s)
+		if len(g) > 0 || s.GID != 0 {
 			who += fmt.Sprintf(", gid %d", s.GID)
 		}
-		if vm.GID != nil && *vm.GID != s.GID && !slices.Contains(s.Groups, *vm.GID) {
-			who += fmt.Sprintf(", group %d", *vm.GID)
+		if len(g) > 0 {
+			who += groupsText(g)
 		}
 		if has(s, "CAP_DAC_OVERRIDE") {
 			out = append(out, "writes: every file of its view not read-only or masked (CAP_DAC_OVERRIDE, no landlock_paths)")
