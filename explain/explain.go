@@ -6,7 +6,10 @@
 //
 // Every section of a service's report is one function (credentials,
 // filesystem, sockets, devices, network, syscalls, barriers), so a new
-// config field fills in its own section. Analyse only reads: the config,
+// config field fills in its own section. The facts come from the
+// packages that enforce them: the filter's groups from seccomp, the
+// runtime dir's view from services, /dev from launcher, /proc from
+// supervisor, ABI numbers from landlock. Analyse only reads: the config,
 // the Landlock ABI and the kernel release.
 package explain
 

@@ -28,8 +28,8 @@ func load(t *testing.T, name string) *config.VM {
 	return vm
 }
 
-// The report for the contract's example (without the fields this
-// build does not have yet) and for services that share a uid, against
+// The report for the contract's example (its connect, taps, syscalls
+// and network included) and for services that share a uid, against
 // golden files: the text is the specification.
 func TestGolden(t *testing.T) {
 	for _, name := range []string{"contract", "same-uid"} {
