@@ -36,9 +36,9 @@ func sockets(vm *config.VM, s *config.Service, abi int) []string {
 		case resolve:
 			out = append(out, fmt.Sprintf("no other pathname socket anywhere: Landlock ABI %d refuses the rest (RESOLVE_UNIX)", abi))
 		case v.Only != nil:
-			out = append(out, fmt.Sprintf("no other socket of its runtime dir (its view holds no other); outside it any pathname socket its uid, groups and capabilities open: Landlock ABI %d has no right for them (ABI %d)", abi, landlock.ResolveUnixABI))
+			out = append(out, fmt.Sprintf("no other socket of its runtime dir (its view holds no other); outside it any pathname socket its uid, groups and capabilities open: %s", noRight(abi)))
 		default:
-			out = append(out, fmt.Sprintf("connect narrows nothing here: its runtime dir stays whole in its view (it makes a socket there) and Landlock ABI %d has no right for pathname sockets (ABI %d): any its uid, groups and capabilities open", abi, landlock.ResolveUnixABI))
+			out = append(out, fmt.Sprintf("connect narrows nothing here: its runtime dir stays whole in its view (it makes a socket there) and %s: any its uid, groups and capabilities open", noRight(abi)))
 		}
 		return out
 	}
@@ -112,11 +112,19 @@ func socketBarrier(vm *config.VM, s *config.Service, abi int) (detail string, en
 	case s.Connect != nil && abi >= landlock.ResolveUnixABI:
 		return fmt.Sprintf("Landlock ABI %d (RESOLVE_UNIX): connects to its connect list alone", abi), true
 	case s.Connect != nil && services.RunDirView(vm, s).Only == nil:
-		return fmt.Sprintf("Landlock ABI %d has no right for connecting to pathname UNIX sockets (ABI %d), and its runtime dir stays whole in its view: connect holds nowhere", abi, landlock.ResolveUnixABI), false
+		return noRight(abi) + ", and its runtime dir stays whole in its view: connect holds nowhere", false
 	case s.Connect != nil:
-		return fmt.Sprintf("Landlock ABI %d has no right for connecting to pathname UNIX sockets (ABI %d): connect holds in its runtime dir's view alone", abi, landlock.ResolveUnixABI), false
+		return noRight(abi) + ": connect holds in its runtime dir's view alone", false
 	case abi >= landlock.ResolveUnixABI:
 		return "no connect: pathname connects are left to file modes", false
 	}
-	return fmt.Sprintf("no connect, and Landlock ABI %d has no right for connecting to pathname UNIX sockets (ABI %d): file modes decide", abi, landlock.ResolveUnixABI), false
+	return "no connect, and " + noRight(abi) + ": file modes decide", false
+}
+
+// noRight says that Landlock cannot guard pathname socket connects here.
+func noRight(abi int) string {
+	if abi == 0 {
+		return "without Landlock nothing guards connecting to pathname UNIX sockets"
+	}
+	return fmt.Sprintf("Landlock ABI %d has no right for connecting to pathname UNIX sockets (ABI %d)", abi, landlock.ResolveUnixABI)
 }
