@@ -6,7 +6,10 @@
 //
 // Every section of a service's report is one function (credentials,
 // filesystem, sockets, devices, network, syscalls, barriers), so a new
-// config field fills in its own section. Analyse only reads: the config,
+// config field fills in its own section. The facts come from the
+// packages that enforce them: the filter's groups from seccomp, the
+// runtime dir's view from services, /dev from launcher, /proc from
+// supervisor, ABI numbers from landlock. Analyse only reads: the config,
 // the Landlock ABI and the kernel release.
 package explain
 
@@ -26,6 +29,8 @@ type Report struct {
 	VM       string    `json:"vm"`
 	Kernel   Kernel    `json:"kernel"`
 	Services []Service `json:"services"`
+	// SyscallFilter is the default filter of every service, by group.
+	SyscallFilter []FilterGroup `json:"syscall_filter"`
 	// Pairs are the services (and PID 1) that share a uid: what each may
 	// do to the other that no barrier of vmsup stops.
 	Pairs []Pair `json:"same_uid_pairs"`
@@ -48,8 +53,8 @@ type Service struct {
 	FileSystem   []string     `json:"file_system"`
 	Sockets      []string     `json:"sockets"`
 	Devices      []string     `json:"devices"`
-	Network      string       `json:"network"`
-	Syscalls     string       `json:"syscalls"`
+	Network      []string     `json:"network"`
+	Syscalls     []string     `json:"syscalls"`
 	Enforced     []Barrier    `json:"enforced"`
 	Lacks        []Barrier    `json:"lacks"`
 	Verdict      string       `json:"verdict"`
@@ -109,22 +114,22 @@ func AnalyseOn(vm *config.VM, h Host) *Report {
 	if vm.Landlock != config.LandlockOff {
 		abi = h.LandlockABI
 	}
-	r := &Report{VM: vm.Name, Kernel: Kernel{Release: h.Release, LandlockABI: abi, Landlock: vm.Landlock}}
+	r := &Report{VM: vm.Name, Kernel: Kernel{Release: h.Release, LandlockABI: abi, Landlock: vm.Landlock}, SyscallFilter: filterGroups()}
 	for i := range vm.Services {
 		s := &vm.Services[i]
-		e := Service{Name: s.Name, UID: s.UID, GID: s.GID, Groups: append([]uint32{}, s.Groups...)}
-		e.Capabilities = credentials(s)
+		e := Service{Name: s.Name, UID: s.UID, GID: s.GID, Groups: groups(vm, s)}
+		e.Capabilities = credentials(s, abi)
 		e.FileSystem = filesystem(vm, s)
-		e.Sockets = sockets(vm, s)
+		e.Sockets = sockets(vm, s, abi)
 		e.Devices = devices(s)
-		e.Network = network(s)
+		e.Network = network(s, abi)
 		e.Syscalls = syscalls(s)
 		e.Enforced, e.Lacks = barriers(vm, s, abi)
 		r.Services = append(r.Services, e)
 	}
 	r.Pairs = pairs(vm, abi)
 	for i := range r.Services {
-		r.Services[i].Verdict = verdict(&r.Services[i], &vm.Services[i], r.Pairs)
+		r.Services[i].Verdict = verdict(&r.Services[i], &vm.Services[i], r.Pairs, abi)
 	}
 	return r
 }
@@ -148,13 +153,27 @@ func has(s *config.Service, name string) bool {
 	return slices.ContainsFunc(s.Capabilities, func(c config.Capability) bool { return c.Name == name })
 }
 
+// groups are its supplementary groups: its own, and the VM's gid,
+// which owns the runtime dir (as package services adds it).
+func groups(vm *config.VM, s *config.Service) []uint32 {
+	g := append([]uint32{}, s.Groups...)
+	if vm.GID != nil && *vm.GID != s.GID && !slices.Contains(g, *vm.GID) {
+		g = append(g, *vm.GID)
+	}
+	return g
+}
+
 // credentials lists the kept capabilities with what each grants.
-func credentials(s *config.Service) []Capability {
+func credentials(s *config.Service, abi int) []Capability {
 	out := []Capability{}
 	for _, c := range s.Capabilities {
 		g := grants[c.Name]
 		if g == "" {
 			g = "(not described)"
+		}
+		g += filterNote(s, c.Name)
+		if c.Name == "CAP_DAC_READ_SEARCH" && readLimited(s, abi) {
+			g += "; Landlock limits both to its read paths"
 		}
 		out = append(out, Capability{c.Name, g})
 	}
@@ -183,8 +202,12 @@ func filesystem(vm *config.VM, s *config.Service) []string {
 		out = append(out, "Landlock read: "+list(l.Read), "Landlock write: "+list(l.Write), "Landlock execute: "+list(l.Execute))
 	} else {
 		who := fmt.Sprintf("uid %d", s.UID)
-		if len(s.Groups) > 0 || s.GID != 0 {
+		g := groups(vm, s)
+		if len(g) > 0 || s.GID != 0 {
 			who += fmt.Sprintf(", gid %d", s.GID)
+		}
+		if len(g) > 0 {
+			who += groupsText(g)
 		}
 		if has(s, "CAP_DAC_OVERRIDE") {
 			out = append(out, "writes: every file of its view not read-only or masked (CAP_DAC_OVERRIDE, no landlock_paths)")
@@ -202,15 +225,9 @@ func filesystem(vm *config.VM, s *config.Service) []string {
 	} else {
 		out = append(out, "/dev/shm: the host's, shared")
 	}
-	out = append(out, "runtime dir "+vm.RuntimeDir+": "+runtimeDirAccess(vm, s))
+	out = append(out, kernelFiles()...)
+	out = append(out, "runtime dir "+vm.RuntimeDir+": "+runtimeDir(vm, s))
 	return out
-}
-
-func runtimeDirAccess(vm *config.VM, s *config.Service) string {
-	if vm.GID != nil {
-		return fmt.Sprintf("root:%d 0770, it holds gid %d: creates and removes entries (so do its siblings)", *vm.GID, *vm.GID)
-	}
-	return "root's, 0755: it reads, only vmsup creates"
 }
 
 func list(l []string) string {
@@ -220,72 +237,19 @@ func list(l []string) string {
 	return strings.Join(l, " ")
 }
 
-// sockets lists the sockets it is handed and what it may connect to.
-// (connect: the field "connect" restricts this once wired in.)
-func sockets(vm *config.VM, s *config.Service) []string {
-	out := []string{}
-	for _, so := range s.Sockets {
-		out = append(out, fmt.Sprintf("listens on %s (fd %d, owner %d:%d, mode %04o)", so.Path, so.FD, so.UID, so.GID, so.Mode))
-	}
-	var reach []string
-	for _, o := range vm.Services {
-		if o.Name == s.Name {
-			continue
-		}
-		for _, so := range o.Sockets {
-			if mayConnect(s, so) {
-				reach = append(reach, fmt.Sprintf("%s (%s's)", so.Path, o.Name))
-			}
-		}
-	}
-	if len(reach) > 0 {
-		out = append(out, "may connect to "+strings.Join(reach, ", "))
-	}
-	out = append(out, "may connect to any other pathname socket its uid, groups and capabilities open (Landlock before ABI 9 has no right for it)")
-	return out
-}
-
-// mayConnect: connecting needs write permission on the socket file.
-func mayConnect(s *config.Service, so config.Socket) bool {
-	if has(s, "CAP_DAC_OVERRIDE") || so.Mode&0o002 != 0 {
-		return true
-	}
-	if so.UID == s.UID {
-		return so.Mode&0o200 != 0
-	}
-	if so.GID == s.GID || slices.Contains(s.Groups, so.GID) {
-		return so.Mode&0o020 != 0
-	}
-	return false
-}
-
-// devices lists the device nodes it is handed (the minimal /dev comes
-// with the view; see package view once merged).
-func devices(s *config.Service) []string {
-	out := []string{}
-	for _, d := range s.Devices {
-		out = append(out, fmt.Sprintf("%s (fd %d)", d.Path, d.FD))
-	}
-	out = append(out, "the host's /dev: any node its uid, groups and capabilities open")
-	return out
-}
-
-// network is its network namespace (the field "network" once wired in).
-func network(s *config.Service) string {
-	return "the host's network namespace: every interface and port; abstract sockets scoped by Landlock"
-}
-
-// syscalls is its syscall filter (the field "syscalls" once wired in).
-func syscalls(s *config.Service) string {
-	return "no filter: every system call of this kernel, open_by_handle_at, bpf, perf_event_open and userfaultfd included (capabilities permitting)"
-}
-
 // barriers lists what this kernel enforces for the service, and what it
 // lacks.
 func barriers(vm *config.VM, s *config.Service, abi int) (enforced, lacks []Barrier) {
 	on := func(name, detail string) { enforced = append(enforced, Barrier{Name: name, Detail: detail}) }
 	off := func(name, detail string, refuses bool) {
 		lacks = append(lacks, Barrier{Name: name, Detail: detail, Refuses: refuses})
+	}
+	either := func(name, detail string, enforced bool) {
+		if enforced {
+			on(name, detail)
+		} else {
+			off(name, detail, false)
+		}
 	}
 	switch {
 	case vm.Landlock == config.LandlockOff:
@@ -304,9 +268,8 @@ func barriers(vm *config.VM, s *config.Service, abi int) (enforced, lacks []Barr
 	} else {
 		off("landlock paths", "no landlock_paths: file access is decided by modes and capabilities alone", false)
 	}
-	if abi < 9 {
-		off("pathname socket rule", fmt.Sprintf("Landlock ABI %d has no right for connecting to pathname UNIX sockets (ABI 9, Linux 7.1)", abi), false)
-	}
+	d, ok := socketBarrier(vm, s, abi)
+	either("pathname socket rule", d, ok)
 	on("no_new_privs", "set: setuid binaries and file capabilities give nothing")
 	if len(s.Capabilities) == 0 {
 		on("capabilities", "none, bounding set included")
@@ -325,17 +288,54 @@ func barriers(vm *config.VM, s *config.Service, abi int) (enforced, lacks []Barr
 		off("no user namespaces", `"user_namespaces": true: it may create user namespaces`, false)
 	}
 	on("own session keyring", "a fresh, empty session keyring")
-	on("status record hidden", "PID 1's record is under a mask in its mount namespace")
-	if has(s, "CAP_SYS_ADMIN") {
-		off("masks", "CAP_SYS_ADMIN unmounts masks and read-only binds", false)
+	if n := len(refused(s)); n > 0 {
+		on("syscall filter", fmt.Sprintf("seccomp: %d calls refused (EPERM)", n))
+	} else {
+		off("syscall filter", "syscalls.allow lifts every group: no filter is loaded", false)
 	}
-	if has(s, "CAP_DAC_READ_SEARCH") {
-		off("masks", "CAP_DAC_READ_SEARCH opens any file by handle past masks and read-only binds (open_by_handle_at is not filtered)", false)
+	// What gets past masks: CAP_SYS_ADMIN unmounting them, or file
+	// handles read with CAP_DAC_READ_SEARCH (within its Landlock read
+	// paths, when it has them).
+	var past []string
+	if unmounts(s) {
+		past = append(past, "CAP_SYS_ADMIN with mount calls allowed unmounts masks and read-only binds")
 	}
-	off("syscall filter", "none on this build", false)
-	off("network namespace", "shares the host's network stack", false)
+	if handles(s) {
+		where := ""
+		if readLimited(s, abi) {
+			where = " below its Landlock read paths (" + strings.Join(s.Landlock.Read, " ") + ")"
+		}
+		if where == "" {
+			where = " and read-only binds"
+		}
+		past = append(past, "CAP_DAC_READ_SEARCH with open_by_handle_at allowed opens files by handle past masks"+where)
+	}
+	for _, p := range past {
+		off("masks", p, false)
+	}
+	if unmounts(s) || (handles(s) && !readLimited(s, abi)) {
+		off("status record hidden", "PID 1's record is under a mask, which it gets past (masks)", false)
+	} else {
+		on("status record hidden", "PID 1's record is under a mask in its mount namespace")
+	}
+	d, ok = netBarrier(s)
+	either("network namespace", d, ok)
 	return enforced, lacks
 }
+
+// handles: it reads files by handle (CAP_DAC_READ_SEARCH, and its
+// filter lets open_by_handle_at through).
+func handles(s *config.Service) bool {
+	return has(s, "CAP_DAC_READ_SEARCH") && allowed(s, "open_by_handle_at")
+}
+
+// unmounts: CAP_SYS_ADMIN, and its filter lets some mount call through.
+func unmounts(s *config.Service) bool {
+	return has(s, "CAP_SYS_ADMIN") && anyAllowed(s, "@mount")
+}
+
+// readLimited: Landlock limits what it reads, by path or by handle.
+func readLimited(s *config.Service, abi int) bool { return s.Landlock != nil && abi >= 1 }
 
 // fsRights names the file rights each ABI adds.
 func fsRights(abi int) []string {
@@ -343,7 +343,7 @@ func fsRights(abi int) []string {
 	for _, r := range []struct {
 		abi  int
 		name string
-	}{{2, "refer (links and renames across directories)"}, {3, "truncate"}, {5, "device ioctl"}, {9, "connect to pathname sockets"}} {
+	}{{2, "refer (links and renames across directories)"}, {3, "truncate"}, {5, "device ioctl"}} {
 		if abi >= r.abi {
 			rights = append(rights, r.name)
 		}
@@ -368,6 +368,7 @@ type member struct {
 	caps     map[string]bool
 	all      bool // holds every capability (PID 1)
 	sockets  []config.Socket
+	svc      *config.Service // nil for PID 1
 }
 
 func (m member) lacksCapOf(o member) bool {
@@ -391,8 +392,8 @@ func (m member) lacksCapOf(o member) bool {
 // ptrace and abstract sockets appear too when Landlock cannot scope.
 func pairs(vm *config.VM, abi int) []Pair {
 	ms := []member{{name: pid1, all: true}}
-	for _, s := range vm.Services {
-		m := member{name: s.Name, uid: s.UID, gid: s.GID, caps: map[string]bool{}, sockets: s.Sockets}
+	for i, s := range vm.Services {
+		m := member{name: s.Name, uid: s.UID, gid: s.GID, caps: map[string]bool{}, sockets: s.Sockets, svc: &vm.Services[i]}
 		for _, c := range s.Capabilities {
 			m.caps[c.Name] = true
 		}
@@ -406,7 +407,7 @@ func pairs(vm *config.VM, abi int) []Pair {
 				continue
 			}
 			p := Pair{A: a.name, B: b.name, Members: [2]string{a.name, b.name}, UID: a.uid}
-			p.Operations = operations(a, b, abi, vm.Landlock != config.LandlockOff)
+			p.Operations = operations(vm, a, b, abi)
 			if len(p.Operations) > 0 {
 				out = append(out, p)
 			}
@@ -416,7 +417,8 @@ func pairs(vm *config.VM, abi int) []Pair {
 }
 
 // operations are what a may do to b or b to a.
-func operations(a, b member, abi int, landlockOn bool) []Operation {
+func operations(vm *config.VM, a, b member, abi int) []Operation {
+	landlockOn := vm.Landlock != config.LandlockOff
 	var ops []Operation
 	dir := func(x, y member, call, effect, unless string) {
 		ops = append(ops, Operation{Call: fmt.Sprintf("%s: %s on %s", call, x.name, y.name), Effect: effect, Unless: unless})
@@ -436,7 +438,7 @@ func operations(a, b member, abi int, landlockOn bool) []Operation {
 		}
 		dir(x, y, "write /proc/PID/oom_score_adj", "raises its oom_score_adj: the OOM killer's first victim", "it is not dumpable")
 		for _, so := range y.sockets {
-			if so.UID == x.uid && so.Mode&0o200 != 0 {
+			if so.UID == x.uid && so.Mode&0o200 != 0 && reaches(vm, x.svc, so.Path, abi) {
 				dir(x, y, "connect(2) "+so.Path, "talks to its socket as if it were its client", "")
 			}
 		}
@@ -446,16 +448,34 @@ func operations(a, b member, abi int, landlockOn bool) []Operation {
 			} else {
 				dir(x, y, "kill(2)", "signals it, SIGKILL included", "")
 			}
-			dir(x, y, "connect(2) abstract sockets", "reaches its abstract UNIX sockets", "")
+			if hostNet(x) && hostNet(y) {
+				dir(x, y, "connect(2) abstract sockets", "reaches its abstract UNIX sockets", "")
+			}
 		}
 	}
 	return ops
 }
 
+// readSearch is what CAP_DAC_READ_SEARCH lets s read.
+func readSearch(s *config.Service, abi int) string {
+	switch {
+	case readLimited(s, abi) && handles(s):
+		return "CAP_DAC_READ_SEARCH reads any file below its Landlock read paths, by handle too (past masks there)"
+	case readLimited(s, abi):
+		return "CAP_DAC_READ_SEARCH reads any file below its Landlock read paths, past file modes"
+	case handles(s):
+		return "CAP_DAC_READ_SEARCH with open_by_handle_at allowed reads any file on the host, by handle past every mask (the status record's included)"
+	}
+	return "CAP_DAC_READ_SEARCH reads any file of its view past file modes (not by handle: open_by_handle_at is refused)"
+}
+
+// hostNet: m is in the host's network namespace (PID 1 always is).
+func hostNet(m member) bool { return m.svc == nil || m.svc.Network == config.NetworkHost }
+
 // verdict is one line per service: how much it exposes (high: it is
 // root in all but name; medium: it can reach others' files or processes;
 // low: only what it is handed), why, and the barriers it lacks.
-func verdict(e *Service, s *config.Service, pairs []Pair) string {
+func verdict(e *Service, s *config.Service, pairs []Pair, abi int) string {
 	level := "low"
 	raise := func(l string) {
 		if l == "high" || level == "low" {
@@ -464,6 +484,9 @@ func verdict(e *Service, s *config.Service, pairs []Pair) string {
 	}
 	var why []string
 	for _, c := range s.Capabilities {
+		if void(s, c.Name) {
+			continue // its filter refuses all the capability grants
+		}
 		switch c.Name {
 		case "CAP_SYS_ADMIN", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_PTRACE", "CAP_BPF", "CAP_SYS_BOOT", "CAP_SETUID", "CAP_MKNOD":
 			raise("high")
@@ -473,7 +496,7 @@ func verdict(e *Service, s *config.Service, pairs []Pair) string {
 			why = append(why, "CAP_DAC_OVERRIDE writes other services' and VMs' files")
 		case "CAP_DAC_READ_SEARCH":
 			raise("medium")
-			why = append(why, "CAP_DAC_READ_SEARCH reads every file on the host")
+			why = append(why, readSearch(s, abi))
 		}
 	}
 	if s.UID == 0 {

@@ -28,8 +28,8 @@ func load(t *testing.T, name string) *config.VM {
 	return vm
 }
 
-// The report for the contract's example (without the fields this
-// build does not have yet) and for services that share a uid, against
+// The report for the contract's example (its connect, taps, syscalls
+// and network included) and for services that share a uid, against
 // golden files: the text is the specification.
 func TestGolden(t *testing.T) {
 	for _, name := range []string{"contract", "same-uid"} {
@@ -66,6 +66,9 @@ func TestJSON(t *testing.T) {
 			Name         string `json:"name"`
 			Capabilities []struct{ Name, Grants string }
 			Lacks        []struct{ Name string } `json:"lacks"`
+			Network      []string                `json:"network"`
+			Syscalls     []string                `json:"syscalls"`
+			Devices      []string                `json:"devices"`
 			Verdict      string                  `json:"verdict"`
 		} `json:"services"`
 		Pairs []struct {
@@ -75,12 +78,24 @@ func TestJSON(t *testing.T) {
 				Call, Effect string
 			} `json:"operations"`
 		} `json:"same_uid_pairs"`
+		Filter []struct {
+			Name    string   `json:"name"`
+			Refuses []string `json:"refuses"`
+		} `json:"syscall_filter"`
 	}
 	if err := json.Unmarshal(b, &r); err != nil {
 		t.Fatal(err)
 	}
 	if r.Kernel.LandlockABI != 7 || len(r.Services) != 3 || len(r.Pairs) != 2 {
 		t.Fatalf("%s", b)
+	}
+	if len(r.Filter) == 0 || r.Filter[0].Name != "@mount" || len(r.Filter[0].Refuses) == 0 {
+		t.Errorf("syscall_filter: %+v", r.Filter)
+	}
+	for _, s := range r.Services {
+		if len(s.Network) == 0 || !strings.HasPrefix(s.Network[0], "none:") || len(s.Syscalls) == 0 || len(s.Devices) == 0 {
+			t.Errorf("%s: network %q, syscalls %q, devices %q", s.Name, s.Network, s.Syscalls, s.Devices)
+		}
 	}
 	if c := r.Services[0].Capabilities; len(c) != 1 || c[0].Name != "CAP_SYS_NICE" || !strings.Contains(c[0].Grants, "renices") {
 		t.Errorf("gpu's capabilities: %+v", c)

@@ -10,6 +10,10 @@ import (
 // then a verdict per service.
 func Print(w io.Writer, r *Report) {
 	fmt.Fprintf(w, "VM %s on Linux %s, Landlock ABI %d (%q)\n", r.VM, r.Kernel.Release, r.Kernel.LandlockABI, r.Kernel.Landlock)
+	fmt.Fprintln(w, "\nsyscall filter (every service; EPERM unless its syscalls.allow lifts the call or its @group)")
+	for _, g := range r.SyscallFilter {
+		fmt.Fprintf(w, "  %s: %s: %s\n", g.Name, strings.Join(g.Refuses, ", "), g.Opens)
+	}
 	for _, s := range r.Services {
 		fmt.Fprintf(w, "\nservice %s\n", s.Name)
 		fmt.Fprintf(w, "  credentials: uid %d, gid %d%s\n", s.UID, s.GID, groupsText(s.Groups))
@@ -22,8 +26,8 @@ func Print(w io.Writer, r *Report) {
 		section(w, "file system", s.FileSystem)
 		section(w, "sockets", s.Sockets)
 		section(w, "devices", s.Devices)
-		fmt.Fprintf(w, "  network: %s\n", s.Network)
-		fmt.Fprintf(w, "  syscalls: %s\n", s.Syscalls)
+		section(w, "network", s.Network)
+		section(w, "syscalls", s.Syscalls)
 		for _, b := range s.Enforced {
 			fmt.Fprintf(w, "  enforced %s: %s\n", b.Name, b.Detail)
 		}

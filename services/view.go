@@ -39,6 +39,15 @@ func (sp *Spec) SetView(vm *config.VM, s *config.Service) error {
 		}
 		v.Devices = append(v.Devices, launcher.Node{Path: d.Path, Mode: st.Mode, Rdev: st.Rdev, UID: st.Uid, GID: st.Gid})
 	}
+	dev := v.Devices
+	*v = RunDirView(vm, s)
+	v.Devices = dev
+	return nil
+}
+
+// RunDirView is how s sees its VM's runtime dir (the fields of
+// launcher.View other than Devices); it reads nothing of the host.
+func RunDirView(vm *config.VM, s *config.Service) (v launcher.View) {
 	rd := vm.RuntimeDir
 	v.RunDir = rd
 	v.HideParent = strings.Count(filepath.Dir(rd), "/") >= 2
@@ -73,7 +82,7 @@ func (sp *Spec) SetView(vm *config.VM, s *config.Service) error {
 			}
 		}
 	}
-	return nil
+	return v
 }
 
 func socketPaths(s *config.Service) []string {

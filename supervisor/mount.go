@@ -81,6 +81,12 @@ var (
 		"/proc/acpi", "/proc/scsi", "/proc/asound", "/proc/driver"}
 )
 
+// ProcView is what every VM's mount namespace makes read-only and masks
+// in /proc (for `vmsup explain`).
+func ProcView() (readonly, masked []string) {
+	return append([]string(nil), procReadonly...), append([]string(nil), procMasks...)
+}
+
 // bind mounts src on dst with everything below it; readonly applies to
 // every mount of the tree (mount_setattr with AT_RECURSIVE), which a
 // plain MS_RDONLY remount would not.

@@ -26,6 +26,18 @@ var basicNodes = []struct {
 	major, minor uint32
 }{{"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0}}
 
+// BasicNodeNames are the nodes and links in every service's /dev
+// besides its devpts and /dev/shm (for `vmsup explain`).
+func BasicNodeNames() (nodes, links []string) {
+	for _, n := range basicNodes {
+		nodes = append(nodes, n.name)
+	}
+	for _, l := range devLinks {
+		links = append(links, l[0])
+	}
+	return nodes, links
+}
+
 var devLinks = [][2]string{{"fd", "/proc/self/fd"}, {"stdin", "/proc/self/fd/0"}, {"stdout", "/proc/self/fd/1"},
 	{"stderr", "/proc/self/fd/2"}, {"ptmx", "pts/ptmx"}}
 
