@@ -96,12 +96,16 @@ func Init() int {
 	return status
 }
 
-// handBack gives the VM back to the outer stage, which removes its
-// cgroup and runtime directory: PID 1 leaves the VM's cgroup, reports
-// the status and waits for ctlDone. The outer stage can die at any
-// moment (with its parent, say), before or while it removes them: then
-// PID 1 reads end of file instead and removes them itself. Its lock on
-// the VM's cgroup keeps any other vmsup of this VM out until it exits.
+// handBack gives the VM back to the outer stage: PID 1 reports the
+// status and waits for ctlDone, the outer stage's word that it has run
+// its own removal (destroyVM: the status record, and anything PID 1's
+// teardown could not remove). The outer stage can die at any moment
+// (with its parent, say): then PID 1 reads end of file instead and runs
+// the removal again itself. Both removals take only what carries the
+// VM's mark, so running them twice is harmless; teardown has already
+// removed the cgroup and runtime dir, so that neither depends on the
+// other stage surviving. The VM's lock keeps any other vmsup of this VM
+// out until both stages have exited.
 func (v *vm) handBack(status int, report *os.File) {
 	if mnt, err := cgroup.Mount(); err == nil {
 		if err := cgroup.Write(mnt, "cgroup.procs", strconv.Itoa(os.Getpid())); err != nil {
