@@ -58,13 +58,17 @@ in
         "-nodefaults" "-no-user-config" "-display" "none" "-serial" "stdio" "-no-reboot"
         "-kernel" "${guest}/vmlinuz" "-initrd" "${guest}/initrd" "-append" "console=ttyS0 panic=-1 quiet no_timer_check"
         "-chardev" "socket,id=fs,path=${fsSock}" "-device" "vhost-user-fs-pci,chardev=fs,tag=share"
-        "-qmp" "unix:${qmp},server=on,wait=off"
+        # vmsup binds the QMP socket and hands it over as fd 3: no
+        # service creates anything in the runtime dir.
+        "-chardev" "socket,id=qmp,fd=3,server=on,wait=off" "-mon" "chardev=qmp,mode=control"
       ];
       uid = 2002;
       gid = 2002;
       after = [ "virtiofsd" ];
       private_tmp = "64M";
       private_shm = "64M";
+      sockets = [{ path = qmp; fd = 3; mode = "0600"; }];
+      connect = [ fsSock ];
       ready.socket = qmp;
       vmm.qmp = qmp;
     }

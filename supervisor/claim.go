@@ -1,10 +1,9 @@
 package supervisor
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,8 +29,12 @@ const ClaimDir = "/run/vmsup-lock"
 // with another cgroup is another VM as far as the lock goes; the marks
 // refuse it if it names this VM's cgroup or runtime dir).
 func ClaimPath(name, cgroupDir string) string {
-	h := sha256.Sum256([]byte(cgroupDir))
-	return filepath.Join(ClaimDir, name+"-"+hex.EncodeToString(h[:8]))
+	// FNV, not a cryptographic hash: the names are vmsup's own (nothing
+	// to forge, and a collision only serialises two VMs), and crypto's
+	// package init would cost every vmsup start milliseconds here.
+	h := fnv.New64a()
+	h.Write([]byte(cgroupDir))
+	return filepath.Join(ClaimDir, fmt.Sprintf("%s-%016x", name, h.Sum64()))
 }
 
 // claimVM takes the VM's lock, exclusively, for as long as either stage
