@@ -144,8 +144,10 @@ func commands() []*command {
 				return 0
 			}},
 		{name: "s6-servicedir", args: "OUTDIR", desc: "write an s6 service directory that runs the VM of CONFIG",
-			about: "Options: --config CONFIG (required), --execline (scripts in execline instead of sh).",
-			raw:   func(args []string, io ioPair) int { return s6.Main(args, io.out, io.err) }},
+			about: "Options: --config CONFIG or --config-json JSON (one of them is required; JSON is written into OUTDIR as config.json),\n" +
+				"--execline (scripts in execline instead of sh), --log LOGDIR (a log/ service running s6-log into LOGDIR),\n" +
+				"--s6-log PATH (the s6-log binary the log/ service runs).",
+			raw: func(args []string, io ioPair) int { return s6.Main(args, io.out, io.err) }},
 		{name: "version", desc: "print the version and the VCS revision vmsup was built from",
 			run: func(c *command, ops []string, io ioPair) int {
 				if len(ops) != 0 {
