@@ -2,9 +2,7 @@ package s6
 
 import (
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -336,76 +334,49 @@ func execlinebPath() string {
 	return "/bin/execlineb"
 }
 
-const usage = `usage: vmsup s6-servicedir [--execline] [--log LOGDIR [--s6-log PATH]] (--config CONFIG | --config-json JSON) OUTDIR
-Writes an s6 service directory OUTDIR (new, or empty) that runs this vmsup
-on CONFIG: run, finish, notification-fd and timeout-kill. --config-json
-gives the config's text instead, written into OUTDIR as config.json (the
-way Nix builds a service directory, with vmsup as the builder). --log adds log/,
-an s6-log service keeping the VM's timestamped log in LOGDIR (an absolute
-path); --s6-log names the s6-log binary (default: s6-log from PATH).
-`
+// MainOptions are the options of `vmsup s6-servicedir`, parsed by the
+// CLI (cmd/vmsup), which also refuses what is wrong with them alone
+// (both or neither of Config and ConfigJSON, Config "-", S6Log without
+// LogDir).
+type MainOptions struct {
+	Config     string // the VM's config file
+	ConfigJSON string // or the config's text, written into OUTDIR as config.json
+	Execline   bool   // the scripts in execline instead of sh
+	LogDir     string // add a log/ service: s6-log into this directory
+	S6Log      string // the s6-log binary for log/run (default: s6-log from PATH)
+}
 
-// Main is `vmsup s6-servicedir [--execline] --config CONFIG OUTDIR`. It
-// returns the exit status: 0, 100 for a usage or config error, 111 when
-// the directory cannot be written.
-func Main(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("vmsup s6-servicedir", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, usage) }
-	cfgPath := fs.String("config", "", "the VM's config file")
-	el := fs.Bool("execline", false, "write the scripts in execline instead of sh")
-	cfgJSON := fs.String("config-json", "", "the VM's config itself, to write into OUTDIR as config.json")
-	logDir := fs.String("log", "", "add a log/ service: s6-log into this directory")
-	s6log := fs.String("s6-log", "", "the s6-log binary for log/run (default: s6-log from PATH)")
-	// Flags may come before or after OUTDIR.
-	var pos []string
-	for rest := args; ; {
-		if fs.Parse(rest) != nil {
-			return exitUsage
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		rest = fs.Args()[1:]
-	}
-	if len(pos) != 1 || (*cfgPath == "") == (*cfgJSON == "") {
-		fmt.Fprint(stderr, usage)
-		return exitUsage
-	}
-	if *cfgPath == "-" {
-		fmt.Fprintln(stderr, "vmsup s6-servicedir: --config -: the run script needs a file, not standard input")
-		return exitUsage
-	}
-	outDir := pos[0]
-
+// Run is `vmsup s6-servicedir`: it writes outDir and returns the exit
+// status: 0, 100 for a usage or config error, 111 when the directory
+// cannot be written. Messages go to errorf, one line each.
+func Run(mo MainOptions, outDir string, errorf func(format string, a ...any)) int {
 	var (
 		vm   *config.VM
 		errs []*config.Error
-		o    = Options{LogDir: *logDir, S6Log: *s6log}
-		src  = *cfgPath
+		o    = Options{LogDir: mo.LogDir, S6Log: mo.S6Log}
+		src  = mo.Config
 		abs  string
 		err  error
 	)
-	if *cfgJSON != "" {
+	if mo.ConfigJSON != "" {
 		src = "--config-json"
-		vm, errs = config.Parse([]byte(*cfgJSON))
-		o.ConfigText = []byte(*cfgJSON)
+		vm, errs = config.Parse([]byte(mo.ConfigJSON))
+		o.ConfigText = []byte(mo.ConfigJSON)
 		if abs, err = filepath.Abs(outDir); err == nil {
 			abs = filepath.Join(abs, EmbeddedConfig)
 		}
 	} else {
-		vm, errs = config.Load(*cfgPath)
-		abs, err = filepath.Abs(*cfgPath)
+		vm, errs = config.Load(mo.Config)
+		abs, err = filepath.Abs(mo.Config)
 	}
 	for _, e := range errs {
-		fmt.Fprintf(stderr, "vmsup s6-servicedir: %s: %v\n", src, e)
+		errorf("s6-servicedir: %s: %v", src, e)
 	}
 	if len(errs) > 0 {
 		return exitUsage
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "vmsup s6-servicedir: %v\n", err)
+		errorf("s6-servicedir: %v", err)
 		return exitTemp
 	}
 	self, err := os.Executable()
@@ -413,20 +384,15 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		self, err = filepath.EvalSymlinks(self)
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "vmsup s6-servicedir: cannot find the vmsup binary: %v\n", err)
+		errorf("s6-servicedir: cannot find the vmsup binary: %v", err)
 		return exitTemp
 	}
-	style := Sh
-	if *el {
-		style = Execline
+	o.Style = Sh
+	if mo.Execline {
+		o.Style = Execline
 	}
-	if *s6log != "" && *logDir == "" {
-		fmt.Fprintln(stderr, "vmsup s6-servicedir: --s6-log needs --log")
-		return exitUsage
-	}
-	o.Style = style
 	if err := WriteServiceDirOptions(outDir, abs, self, vm, o); err != nil {
-		fmt.Fprintf(stderr, "vmsup s6-servicedir: %v\n", err)
+		errorf("s6-servicedir: %v", err)
 		var ue *UsageError
 		if errors.As(err, &ue) {
 			return exitUsage

@@ -39,6 +39,7 @@ func TestCLI(t *testing.T) {
 	bad := filepath.Join(dir, "bad.json")
 	os.WriteFile(bad, []byte(`{"name":"X","services":[]}`), 0o644)
 
+	const sdUsage = "vmsup: usage: vmsup s6-servicedir [--config CONFIG] [--config-json JSON] [--execline] [--log LOGDIR] [--s6-log PATH] OUTDIR\n"
 	const runUsage = "vmsup: usage: vmsup run [--parent-pid PID] [--notify-fd N] CONFIG\n"
 	cases := []struct {
 		name   string
@@ -59,7 +60,16 @@ func TestCLI(t *testing.T) {
 		{"run --help", []string{"run", "--help"}, nil, 0, "  --parent-pid PID   the s6-supervise that started vmsup", ""},
 		{"run -h after CONFIG", []string{"run", good, "-h"}, nil, 0, "usage: vmsup run", ""},
 		{"validate --help", []string{"validate", "--help"}, nil, 0, "usage: vmsup validate CONFIG\n", ""},
-		{"s6-servicedir --help", []string{"s6-servicedir", "--help"}, nil, 0, "usage: vmsup s6-servicedir OUTDIR\n", ""},
+		{"s6-servicedir --help", []string{"s6-servicedir", "--help"}, nil, 0, "usage: vmsup s6-servicedir [--config CONFIG]", ""},
+		{"s6-servicedir no OUTDIR", []string{"s6-servicedir", "--config", good}, nil, 100, "", "vmsup: s6-servicedir: missing OUTDIR\n" + sdUsage},
+		{"s6-servicedir two OUTDIRs", []string{"s6-servicedir", "--config", good, dir + "/a", dir + "/b"}, nil, 100, "", "vmsup: s6-servicedir: want one OUTDIR, got 2 operands: " + dir + "/a " + dir + "/b\n" + sdUsage},
+		{"s6-servicedir no config", []string{"s6-servicedir", dir + "/a"}, nil, 100, "", "vmsup: s6-servicedir: give one of --config CONFIG and --config-json JSON\n" + sdUsage},
+		{"s6-servicedir both configs", []string{"s6-servicedir", "--config", good, "--config-json", "{}", dir + "/a"}, nil, 100, "", "vmsup: s6-servicedir: give one of --config CONFIG and --config-json JSON\n" + sdUsage},
+		{"s6-servicedir config stdin", []string{"s6-servicedir", "--config", "-", dir + "/a"}, nil, 100, "", "vmsup: s6-servicedir: --config -: the run script needs a file, not standard input\n" + sdUsage},
+		{"s6-servicedir s6-log alone", []string{"s6-servicedir", "--config", good, "--s6-log", "/bin/s6-log", dir + "/a"}, nil, 100, "", "vmsup: s6-servicedir: --s6-log needs --log\n" + sdUsage},
+		{"s6-servicedir single dash", []string{"s6-servicedir", "-config", good, dir + "/a"}, nil, 100, "", "vmsup: s6-servicedir: unknown option -config (options are --long, with two dashes)\n" + sdUsage},
+		{"s6-servicedir options after OUTDIR", []string{"s6-servicedir", dir + "/ok", "--execline", "--config", good}, nil, 0, "", ""},
+		{"s6-servicedir bad config", []string{"s6-servicedir", "--config", bad, dir + "/a"}, nil, 100, "", "vmsup: s6-servicedir: " + bad + ": name: must match ^[a-z0-9][a-z0-9_-]{0,63}$\nvmsup: s6-servicedir: " + bad + ": services: must not be empty\n"},
 		{"run no CONFIG", []string{"run"}, nil, 100, "", "vmsup: run: missing CONFIG\n" + runUsage},
 		{"run two CONFIGs", []string{"run", good, good}, nil, 100, "", "vmsup: run: want one CONFIG, got 2 operands: " + good + " " + good + "\n" + runUsage},
 		{"run unknown option", []string{"run", "--frob", good}, nil, 100, "", "vmsup: run: unknown option --frob\n" + runUsage},

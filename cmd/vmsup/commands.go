@@ -28,6 +28,7 @@ func commands() []*command {
 	var (
 		parentPID, notifyFD string
 		jsonOut             bool
+		sd                  s6.MainOptions
 	)
 	return []*command{
 		{name: "run", args: "CONFIG", desc: "supervise one VM until it is shut down (the s6 run entry)",
@@ -144,10 +145,28 @@ func commands() []*command {
 				return 0
 			}},
 		{name: "s6-servicedir", args: "OUTDIR", desc: "write an s6 service directory that runs the VM of CONFIG",
-			about: "Options: --config CONFIG or --config-json JSON (one of them is required; JSON is written into OUTDIR as config.json),\n" +
-				"--execline (scripts in execline instead of sh), --log LOGDIR (a log/ service running s6-log into LOGDIR),\n" +
-				"--s6-log PATH (the s6-log binary the log/ service runs).",
-			raw: func(args []string, io ioPair) int { return s6.Main(args, io.out, io.err) }},
+			about: "OUTDIR must be new or empty. One of --config and --config-json is required.\n" +
+				"Exit status: 0, 100 usage or config error, 111 the directory cannot be written.",
+			opts: []option{
+				{name: "config", arg: "CONFIG", help: "the VM's config file (an absolute path in the run script)", value: &sd.Config},
+				{name: "config-json", arg: "JSON", help: "the config's text instead, written into OUTDIR as config.json (Nix)", value: &sd.ConfigJSON},
+				{name: "execline", help: "write the scripts in execline instead of sh", set: &sd.Execline},
+				{name: "log", arg: "LOGDIR", help: "add a log/ service: s6-log into LOGDIR (absolute)", value: &sd.LogDir},
+				{name: "s6-log", arg: "PATH", help: "the s6-log binary log/run runs (default: s6-log from PATH)", value: &sd.S6Log},
+			},
+			run: func(c *command, ops []string, io ioPair) int {
+				switch {
+				case len(ops) != 1:
+					return usage(c, io, operandCount(ops, "OUTDIR"))
+				case (sd.Config == "") == (sd.ConfigJSON == ""):
+					return usage(c, io, "give one of --config CONFIG and --config-json JSON")
+				case sd.Config == "-":
+					return usage(c, io, "--config -: the run script needs a file, not standard input")
+				case sd.S6Log != "" && sd.LogDir == "":
+					return usage(c, io, "--s6-log needs --log")
+				}
+				return s6.Run(sd, ops[0], io.errorf)
+			}},
 		{name: "version", desc: "print the version and the VCS revision vmsup was built from",
 			run: func(c *command, ops []string, io ioPair) int {
 				if len(ops) != 0 {
