@@ -19,15 +19,22 @@ import (
 // connects to) and for a sibling service's TCP listener. With the
 // default network "none" (a namespace of each service's own) every
 // attempt fails; the control, "network": "host" for both services,
-// shows each attempt is real. The whole VM runs in a network namespace
-// this test makes (vmtest.NetNS), standing in for the host.
+// shows each attempt is real. With "none" the attacker also runs with
+// the credentials users give (the README's virtiofsd set as uid 0,
+// CAP_DAC_READ_SEARCH alone, uid 0 without capabilities, and a network
+// backend's CAP_NET_ADMIN and CAP_NET_RAW as uid 0): none of them leaves
+// its namespace. The whole VM runs in a network namespace this test
+// makes (vmtest.NetNS), standing in for the host.
 func TestHostileNetwork(t *testing.T) {
-	for _, mode := range []string{"none", "host"} {
-		t.Run(mode, func(t *testing.T) { hostileNetwork(t, mode) })
+	plain := viewAttacker{name: "uid-1000", uid: 1000}
+	for _, a := range append([]viewAttacker{plain}, viewAttackers[0], viewAttackers[1], viewAttackers[2],
+		viewAttacker{name: "net-admin", uid: 0, caps: []string{"CAP_NET_ADMIN", "CAP_NET_RAW"}}) {
+		t.Run("none/"+a.name, func(t *testing.T) { hostileNetwork(t, "none", a) })
 	}
+	t.Run("host/"+plain.name, func(t *testing.T) { hostileNetwork(t, "host", plain) })
 }
 
-func hostileNetwork(t *testing.T, mode string) {
+func hostileNetwork(t *testing.T, mode string, a viewAttacker) {
 	vmtest.NetNS(t)
 	prog := vmtest.Bin(t, "testprog")
 	// The "host": a TCP listener and a UDP echo server on its loopback.
@@ -61,7 +68,7 @@ func hostileNetwork(t *testing.T, mode string) {
 			ul.WriteTo(b[:n], from)
 		}
 	}()
-	abstract := fmt.Sprintf("vmsup-test-net-%d-%s", os.Getpid(), mode)
+	abstract := fmt.Sprintf("vmsup-test-net-%d-%s-%s", os.Getpid(), mode, a.name)
 	svc := func(name, listen, peer string) map[string]any {
 		return map[string]any{
 			"name": name, "uid": 1000, "gid": 1000, "network": mode,
@@ -73,7 +80,11 @@ func hostileNetwork(t *testing.T, mode string) {
 	peer["ready"] = map[string]any{"notify_fd": 3}
 	red := svc("red", "0.0.0.0:41011", "127.0.0.1:41010")
 	red["after"] = []string{"peer"}
-	vm := vmtest.Start(t, vmtest.NewConfig(t, "hostile-net-"+mode, peer, red), vmtest.Options{})
+	red["uid"], red["gid"] = a.uid, a.uid
+	if a.caps != nil {
+		red["capabilities"] = a.caps
+	}
+	vm := vmtest.Start(t, vmtest.NewConfig(t, "hostile-net-"+mode+"-"+a.name, peer, red), vmtest.Options{})
 	vm.PID1()
 	waitOrExit(t, vm, "red: serving", 30*time.Second)
 
