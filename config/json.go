@@ -46,8 +46,9 @@ type member struct {
 
 // parser collects errors while the tree is built and walked.
 type parser struct {
-	errs  []posError
-	depth int // of the array or object being built
+	errs    []posError
+	depth   int       // of the array or object being built
+	objects []*fields // walked, for unread
 }
 
 // maxDepth caps nesting: a config nests 5 deep, and without a cap a
@@ -244,45 +245,74 @@ func isIdent(s string) bool {
 	return true
 }
 
-// fields is an object being walked.
+// fields is an object being walked. It records which of its keys were
+// read: the walk reads every key it knows, so the keys left unread are
+// the unknown ones (see unread), and no list of allowed keys is kept
+// apart from the code that reads them.
 type fields struct {
 	p    *parser
 	obj  *value
 	path string
-	m    map[string]*value
+	read []bool // per member of obj
 }
 
-// object checks that v is an object whose keys are all in known, reporting
-// each unknown one. ok is false if v is not an object at all.
-func (p *parser) object(v *value, path string, known ...string) (f fields, ok bool) {
+// object checks that v is an object, and registers it so that unread
+// reports its keys that nothing read. ok is false if v is not an object.
+func (p *parser) object(v *value, path string) (f *fields, ok bool) {
 	if !p.is(v, path, kindObject, "object") {
-		return fields{}, false
+		return nil, false
 	}
-	f = fields{p: p, obj: v, path: path, m: make(map[string]*value, len(v.members))}
-	for _, mb := range v.members {
-		if !contains(known, mb.key) {
-			p.errorf(mb.pos, join(path, mb.key), "unknown field")
-			continue
-		}
-		f.m[mb.key] = mb.val
-	}
+	f = &fields{p: p, obj: v, path: path, read: make([]bool, len(v.members))}
+	p.objects = append(p.objects, f)
 	return f, true
 }
 
-// get returns the value of key (nil when absent) and its path.
-func (f fields) get(key string) (*value, string) {
-	return f.m[key], join(f.path, key)
+// get returns the value of key (nil when absent) and its path, and
+// records that key is known.
+func (f *fields) get(key string) (*value, string) {
+	path := join(f.path, key)
+	for i, mb := range f.obj.members {
+		if mb.key == key {
+			f.read[i] = true
+			return mb.val, path
+		}
+	}
+	return nil, path
 }
 
 // required is get, reporting a missing key. The error is placed at the
 // start of the object: problems with the object as a whole come before
 // those with its contents.
-func (f fields) required(key string) (*value, string) {
+func (f *fields) required(key string) (*value, string) {
 	v, path := f.get(key)
 	if v == nil {
 		f.p.errorf(f.obj.pos, path, "required")
 	}
 	return v, path
+}
+
+// count says how many of keys the object has, without reading them.
+func (f *fields) count(keys ...string) int {
+	n := 0
+	for _, mb := range f.obj.members {
+		if contains(keys, mb.key) {
+			n++
+		}
+	}
+	return n
+}
+
+// unread reports, once the walk is over, each key of each object walked
+// that nothing read. Errors are sorted by position afterwards, so they
+// take their place in document order.
+func (p *parser) unread() {
+	for _, f := range p.objects {
+		for i, mb := range f.obj.members {
+			if !f.read[i] {
+				p.errorf(mb.pos, join(f.path, mb.key), "unknown field")
+			}
+		}
+	}
 }
 
 func contains(list []string, s string) bool {

@@ -20,7 +20,7 @@ const (
 )
 
 func (p *parser) limits(v *value, path string, l *Limits) {
-	f, ok := p.object(v, path, "memory_max", "memory_high", "pids_max", "cpu_weight", "cpu_max")
+	f, ok := p.object(v, path)
 	if !ok {
 		return
 	}

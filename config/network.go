@@ -57,7 +57,7 @@ func (p *parser) taps(v *value, path string, refs *svcRefs, fds *[]fdRef) []Tap 
 	var out []Tap
 	for i, e := range elems {
 		path := index(path, i)
-		f, ok := p.object(e, path, "name", "fd", "bridge", "queues")
+		f, ok := p.object(e, path)
 		if !ok {
 			continue
 		}

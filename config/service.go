@@ -18,7 +18,7 @@ type optID struct {
 	val         uint32
 }
 
-func (p *parser) optID(f fields, key string) optID {
+func (p *parser) optID(f *fields, key string) optID {
 	v, path := f.get(key)
 	if v == nil {
 		return optID{}
@@ -37,11 +37,7 @@ type fdRef struct {
 func (p *parser) service(v *value, path string, vmUID, vmGID optID) (Service, *svcRefs) {
 	s := Service{OnExit: OnExitShutdown, StopSignal: unix.SIGTERM, Network: NetworkNone}
 	refs := &svcRefs{path: path}
-	f, ok := p.object(v, path, "name", "argv", "env", "cwd", "uid", "gid", "groups",
-		"capabilities", "private_tmp", "private_shm", "sockets", "devices",
-		"landlock_paths", "limits", "rlimits", "after", "ready", "on_exit",
-		"stop_signal", "vmm", "user_namespaces", "connect", "syscalls",
-		"network", "taps")
+	f, ok := p.object(v, path)
 	if !ok {
 		return s, refs
 	}
@@ -121,7 +117,7 @@ func (p *parser) service(v *value, path string, vmUID, vmGID optID) (Service, *s
 	if v, path := f.get("devices"); v != nil {
 		elems, _ := p.array(v, path)
 		for i, e := range elems {
-			df, ok := p.object(e, index(path, i), "path", "fd")
+			df, ok := p.object(e, index(path, i))
 			if !ok {
 				continue
 			}
@@ -330,7 +326,7 @@ func (p *parser) socket(v *value, path string, uid, gid uint32) (Socket, nameRef
 	sock := Socket{Mode: 0o600, UID: uid, GID: gid}
 	var ref nameRef
 	var fd fdRef
-	f, ok := p.object(v, path, "path", "fd", "mode", "uid", "gid")
+	f, ok := p.object(v, path)
 	if !ok {
 		return sock, ref, fd
 	}
@@ -366,7 +362,7 @@ func (p *parser) socket(v *value, path string, uid, gid uint32) (Socket, nameRef
 }
 
 func (p *parser) landlockPaths(v *value, path string) *LandlockPaths {
-	f, ok := p.object(v, path, "read", "write", "execute")
+	f, ok := p.object(v, path)
 	if !ok {
 		return nil
 	}
@@ -387,14 +383,12 @@ func (p *parser) landlockPaths(v *value, path string) *LandlockPaths {
 // the check that fds are distinct.
 func (p *parser) ready(v *value, path string, r *Ready) fdRef {
 	var fd fdRef
-	f, ok := p.object(v, path, "socket", "exists", "notify_fd", "timeout")
+	f, ok := p.object(v, path)
 	if !ok {
 		return fd
 	}
 	r.Timeout = DefaultReadyTimeout
-	rules := len(f.m)
 	if tv, tpath := f.get("timeout"); tv != nil {
-		rules--
 		if s, ok := p.str(tv, tpath); ok {
 			d, err := time.ParseDuration(s)
 			switch {
@@ -407,8 +401,8 @@ func (p *parser) ready(v *value, path string, r *Ready) fdRef {
 			}
 		}
 	}
-	if rules != 1 {
-		p.errorf(v.pos, path, `must set exactly one of "socket", "exists", "notify_fd"`)
+	if rules := []string{"socket", "exists", "notify_fd"}; f.count(rules...) != 1 {
+		p.errorf(v.pos, path, "must set exactly one of %s", quoteList(rules))
 	}
 	if v, path := f.get("socket"); v != nil {
 		r.Socket, _ = p.socketPath(v, path)
@@ -426,12 +420,12 @@ func (p *parser) ready(v *value, path string, r *Ready) fdRef {
 }
 
 func (p *parser) vmm(v *value, path string) *VMM {
-	f, ok := p.object(v, path, "qmp", "cloud_hypervisor", "signal")
+	f, ok := p.object(v, path)
 	if !ok {
 		return nil
 	}
-	if len(f.m) != 1 {
-		p.errorf(v.pos, path, `must set exactly one of "qmp", "cloud_hypervisor", "signal"`)
+	if ways := []string{"qmp", "cloud_hypervisor", "signal"}; f.count(ways...) != 1 {
+		p.errorf(v.pos, path, "must set exactly one of %s", quoteList(ways))
 	}
 	m := &VMM{}
 	if v, path := f.get("qmp"); v != nil {

@@ -12,7 +12,7 @@ type Syscalls struct {
 // error at its own index.
 func (p *parser) syscalls(v *value, path string) Syscalls {
 	var sc Syscalls
-	f, ok := p.object(v, path, "allow")
+	f, ok := p.object(v, path)
 	if !ok {
 		return sc
 	}

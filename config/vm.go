@@ -13,6 +13,7 @@ func Parse(data []byte) (*VM, []*Error) {
 		return nil, []*Error{serr}
 	}
 	vm := p.vm(root)
+	p.unread()
 	if len(p.errs) > 0 {
 		return nil, p.sorted()
 	}
@@ -20,8 +21,7 @@ func Parse(data []byte) (*VM, []*Error) {
 }
 
 func (p *parser) vm(v *value) *VM {
-	f, ok := p.object(v, "", "name", "runtime_dir", "cgroup", "uid", "gid",
-		"landlock", "shutdown_timeout", "mount", "services")
+	f, ok := p.object(v, "")
 	if !ok {
 		return nil
 	}
@@ -91,7 +91,7 @@ func (p *parser) vm(v *value) *VM {
 }
 
 func (p *parser) mount(v *value, path string, m *Mount) {
-	f, ok := p.object(v, path, "propagation", "readonly_paths", "masked_paths", "binds")
+	f, ok := p.object(v, path)
 	if !ok {
 		return
 	}
@@ -107,7 +107,7 @@ func (p *parser) mount(v *value, path string, m *Mount) {
 	if v, path := f.get("binds"); v != nil {
 		elems, _ := p.array(v, path)
 		for i, e := range elems {
-			bf, ok := p.object(e, index(path, i), "source", "target", "readonly")
+			bf, ok := p.object(e, index(path, i))
 			if !ok {
 				continue
 			}
