@@ -8,24 +8,32 @@ import (
 	"time"
 )
 
-// Landlock modes.
+// LandlockMode is the VM's "landlock": whether a service may run
+// without Landlock on a kernel that lacks it.
+type LandlockMode string
+
 const (
-	LandlockRequired   = "required"
-	LandlockBestEffort = "best-effort"
-	LandlockOff        = "off"
+	LandlockRequired   LandlockMode = "required"
+	LandlockBestEffort LandlockMode = "best-effort"
+	LandlockOff        LandlockMode = "off"
 )
 
-// on_exit policies.
+// OnExit is a service's "on_exit": what its exit does to the VM.
+type OnExit string
+
 const (
-	OnExitShutdown = "shutdown"
-	OnExitRestart  = "restart"
-	OnExitIgnore   = "ignore"
+	OnExitShutdown OnExit = "shutdown"
+	OnExitRestart  OnExit = "restart"
+	OnExitIgnore   OnExit = "ignore"
 )
 
-// Mount propagation modes.
+// Propagation is the VM's "mount.propagation": how mounts made on the
+// host after the start reach the VM's mount namespace.
+type Propagation string
+
 const (
-	PropagationSlave   = "slave"
-	PropagationPrivate = "private"
+	PropagationSlave   Propagation = "slave"
+	PropagationPrivate Propagation = "private"
 )
 
 // VM is one validated configuration. Every default from the contract is
@@ -37,14 +45,14 @@ type VM struct {
 	RuntimeDir      string
 	Cgroup          string
 	UID, GID        *uint32 // VM-level defaults for services; nil if unset
-	Landlock        string
+	Landlock        LandlockMode
 	ShutdownTimeout time.Duration
 	Mount           Mount
 	Services        []Service
 }
 
 type Mount struct {
-	Propagation   string
+	Propagation   Propagation
 	ReadonlyPaths []string
 	MaskedPaths   []string
 	Binds         []Bind
@@ -83,7 +91,7 @@ type Service struct {
 	Rlimits    []Rlimit
 	After      []string
 	Ready      Ready
-	OnExit     string
+	OnExit     OnExit
 	StopSignal syscall.Signal
 	VMM        *VMM // nil unless this service runs the VM
 

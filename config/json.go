@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -295,7 +296,7 @@ func (f *fields) required(key string) (*value, string) {
 func (f *fields) count(keys ...string) int {
 	n := 0
 	for _, mb := range f.obj.members {
-		if contains(keys, mb.key) {
+		if slices.Contains(keys, mb.key) {
 			n++
 		}
 	}
@@ -313,15 +314,6 @@ func (p *parser) unread() {
 			}
 		}
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // is reports a type error unless v has kind k; want names what was expected.
@@ -382,23 +374,24 @@ func (p *parser) integer(v *value, path string, lo, hi int64) (int64, bool) {
 	return n, true
 }
 
-// enum checks that v is one of the strings in choices.
-func (p *parser) enum(v *value, path string, choices ...string) (string, bool) {
+// enum checks that v is one of the strings in choices. (A function, as
+// methods cannot have type parameters.)
+func enum[T ~string](p *parser, v *value, path string, choices ...T) (T, bool) {
 	s, ok := p.str(v, path)
 	if !ok {
 		return "", false
 	}
-	if !contains(choices, s) {
+	if !slices.Contains(choices, T(s)) {
 		p.errorf(v.pos, path, "must be one of %s", quoteList(choices))
 		return "", false
 	}
-	return s, true
+	return T(s), true
 }
 
-func quoteList(list []string) string {
+func quoteList[T ~string](list []T) string {
 	q := make([]string, len(list))
 	for i, s := range list {
-		q[i] = strconv.Quote(s)
+		q[i] = strconv.Quote(string(s))
 	}
 	return strings.Join(q, ", ")
 }

@@ -148,7 +148,7 @@ func (p *parser) service(v *value, path string, vmUID, vmGID optID) (Service, *s
 		}
 	}
 	if v, path := f.get("network"); v != nil {
-		s.Network, _ = p.enum(v, path, NetworkNone, NetworkHost)
+		s.Network, _ = enum(p, v, path, NetworkNone, NetworkHost)
 	}
 	if v, path := f.get("taps"); v != nil {
 		s.Taps = p.taps(v, path, refs, &fds)
@@ -179,7 +179,7 @@ func (p *parser) service(v *value, path string, vmUID, vmGID optID) (Service, *s
 		}
 	}
 	if v, path := f.get("on_exit"); v != nil {
-		s.OnExit, _ = p.enum(v, path, OnExitShutdown, OnExitRestart, OnExitIgnore)
+		s.OnExit, _ = enum(p, v, path, OnExitShutdown, OnExitRestart, OnExitIgnore)
 	}
 	if v, path := f.get("stop_signal"); v != nil {
 		s.StopSignal, _ = p.signal(v, path)

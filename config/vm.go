@@ -55,7 +55,7 @@ func (p *parser) vm(v *value) *VM {
 		vm.GID = &gid.val
 	}
 	if v, path := f.get("landlock"); v != nil {
-		vm.Landlock, _ = p.enum(v, path, LandlockRequired, LandlockBestEffort, LandlockOff)
+		vm.Landlock, _ = enum(p, v, path, LandlockRequired, LandlockBestEffort, LandlockOff)
 	}
 	if v, path := f.get("shutdown_timeout"); v != nil {
 		if s, ok := p.str(v, path); ok {
@@ -96,7 +96,7 @@ func (p *parser) mount(v *value, path string, m *Mount) {
 		return
 	}
 	if v, path := f.get("propagation"); v != nil {
-		m.Propagation, _ = p.enum(v, path, PropagationSlave, PropagationPrivate)
+		m.Propagation, _ = enum(p, v, path, PropagationSlave, PropagationPrivate)
 	}
 	if v, path := f.get("readonly_paths"); v != nil {
 		m.ReadonlyPaths = p.pathList(v, path)

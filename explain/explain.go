@@ -114,7 +114,7 @@ func AnalyseOn(vm *config.VM, h Host) *Report {
 	if vm.Landlock != config.LandlockOff {
 		abi = h.LandlockABI
 	}
-	r := &Report{VM: vm.Name, Kernel: Kernel{Release: h.Release, LandlockABI: abi, Landlock: vm.Landlock}, SyscallFilter: filterGroups()}
+	r := &Report{VM: vm.Name, Kernel: Kernel{Release: h.Release, LandlockABI: abi, Landlock: string(vm.Landlock)}, SyscallFilter: filterGroups()}
 	for i := range vm.Services {
 		s := &vm.Services[i]
 		e := Service{Name: s.Name, UID: s.UID, GID: s.GID, Groups: groups(vm, s)}

@@ -45,7 +45,7 @@ const (
 // facts are what the policy looks at besides the state and the event.
 type facts struct {
 	phase     phase
-	onExit    string          // config.OnExit*
+	onExit    config.OnExit   // its on_exit
 	rule      bool            // it has a ready rule (socket, exists, notify_fd)
 	reaped    bool            // seExec, seExecFail: its exit was reaped before the outcome
 	ws        unix.WaitStatus // seExit
