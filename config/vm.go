@@ -125,3 +125,59 @@ func (p *parser) mount(v *value, path string, m *Mount) {
 		}
 	}
 }
+
+// svcRefs is what the checks across services need to know about one.
+type svcRefs struct {
+	path     string
+	name     string // as given, even if invalid; "" if missing
+	nameVal  *value
+	after    []nameRef
+	afterVal *value
+	vmmVal   *value
+	sockets  []nameRef // socket paths
+	taps     []nameRef // TAP names
+}
+
+// nameRef is a string found at path, kept for a later check.
+type nameRef struct {
+	s    string
+	v    *value
+	path string
+}
+
+// crossCheck runs the checks that involve several services: unique names,
+// unique socket paths, a single vmm, and the "after" graph.
+func (p *parser) crossCheck(refs []*svcRefs) {
+	byName := map[string]int{} // the first service with each name
+	for i, r := range refs {
+		if r.nameVal == nil {
+			continue
+		}
+		if first, dup := byName[r.name]; dup {
+			p.errorf(r.nameVal.pos, join(r.path, "name"), "duplicate service name %s (also %s)", quote(r.name), refs[first].path)
+			continue
+		}
+		byName[r.name] = i
+	}
+
+	p.crossCheckTaps(refs)
+	sockets := map[string]string{}
+	vmm := ""
+	for _, r := range refs {
+		for _, s := range r.sockets {
+			if first, dup := sockets[s.s]; dup {
+				p.errorf(s.v.pos, s.path, "socket path already used by %s", first)
+				continue
+			}
+			sockets[s.s] = s.path
+		}
+		if r.vmmVal != nil {
+			if vmm != "" {
+				p.errorf(r.vmmVal.pos, join(r.path, "vmm"), "only one service may have vmm (already %s)", vmm)
+			} else {
+				vmm = join(r.path, "vmm")
+			}
+		}
+	}
+	p.dependencies(refs, byName)
+}
