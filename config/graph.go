@@ -39,97 +39,50 @@ func (p *parser) dependencies(refs []*svcRefs, byName map[string]int) {
 	}
 }
 
-// cycles returns one cycle through each strongly connected component of
-// more than one node (there are no self-loops), starting at the component's
-// lowest node so that the report is stable.
+// cycles returns the cycles a depth-first walk finds, from each node in
+// order and along each node's edges in order: each time the walk comes
+// back to a node on its current path, the nodes from there on are a
+// cycle. The cycles returned are disjoint: one that shares a node with a
+// cycle already found is left out (the error about that one names the
+// node), while a disjoint one needs a fix of its own. Each starts at its
+// lowest node, the service first in the file, where it is reported, so
+// that the report does not depend on where the walk entered the cycle.
 func cycles(edges [][]int) [][]int {
-	// Tarjan's algorithm.
-	n := len(edges)
-	idx, low := make([]int, n), make([]int, n)
-	onStack := make([]bool, n)
-	comp := make([]int, n) // component id, -1 until assigned
-	for i := range idx {
-		idx[i], comp[i] = -1, -1
-	}
-	var stack []int
-	counter, ncomp := 0, 0
+	const (
+		unseen = iota
+		onPath
+		done
+	)
+	state := make([]int, len(edges))
+	inCycle := make([]bool, len(edges))
+	var path []int
+	var out [][]int
 	var visit func(v int)
 	visit = func(v int) {
-		idx[v], low[v] = counter, counter
-		counter++
-		stack = append(stack, v)
-		onStack[v] = true
+		state[v] = onPath
+		path = append(path, v)
 		for _, w := range edges[v] {
-			if idx[w] < 0 {
+			switch state[w] {
+			case unseen:
 				visit(w)
-				low[v] = min(low[v], low[w])
-			} else if onStack[w] {
-				low[v] = min(low[v], idx[w])
-			}
-		}
-		if low[v] == idx[v] {
-			for {
-				w := stack[len(stack)-1]
-				stack = stack[:len(stack)-1]
-				onStack[w] = false
-				comp[w] = ncomp
-				if w == v {
-					break
+			case onPath:
+				cycle := path[slices.Index(path, w):]
+				if !slices.ContainsFunc(cycle, func(i int) bool { return inCycle[i] }) {
+					low := slices.Index(cycle, slices.Min(cycle))
+					out = append(out, append(slices.Clone(cycle[low:]), cycle[:low]...))
+				}
+				for _, i := range cycle {
+					inCycle[i] = true
 				}
 			}
-			ncomp++
 		}
+		path = path[:len(path)-1]
+		state[v] = done
 	}
-	for v := range n {
-		if idx[v] < 0 {
+	for v := range edges {
+		if state[v] == unseen {
 			visit(v)
 		}
 	}
-
-	size := make([]int, ncomp)
-	for _, c := range comp {
-		size[c]++
-	}
-	var out [][]int
-	done := make([]bool, ncomp)
-	for start := range n { // in index order: the first member seen is the lowest
-		c := comp[start]
-		if size[c] < 2 || done[c] {
-			continue
-		}
-		done[c] = true
-		out = append(out, cycleFrom(start, edges, comp))
-	}
 	return out
-}
-
-// cycleFrom finds a shortest path from start back to itself inside start's
-// component, by breadth-first search.
-func cycleFrom(start int, edges [][]int, comp []int) []int {
-	prev := map[int]int{}
-	queue := []int{start}
-	for len(queue) > 0 {
-		v := queue[0]
-		queue = queue[1:]
-		for _, w := range edges[v] {
-			if comp[w] != comp[start] {
-				continue
-			}
-			if w == start {
-				// Walk back to start, then put the path in order.
-				path := []int{v}
-				for v != start {
-					v = prev[v]
-					path = append(path, v)
-				}
-				slices.Reverse(path)
-				return path
-			}
-			if _, seen := prev[w]; !seen {
-				prev[w] = v
-				queue = append(queue, w)
-			}
-		}
-	}
-	return []int{start} // unreachable for a component of two or more
 }

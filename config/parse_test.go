@@ -435,6 +435,9 @@ func TestServiceRules(t *testing.T) {
 			want: `services[0].after: dependency cycle: s -> t -> s`},
 		{raw: `{"name":"a","uid":0,"services":[{"name":"u","argv":["x"]},{"name":"s","argv":["x"],"after":["u","r"]},{"name":"t","argv":["x"],"after":["s"]},{"name":"r","argv":["x"],"after":["t"]}]}`,
 			want: `services[1].after: dependency cycle: s -> r -> t -> s`},
+		// The walk enters the cycle at t; the report starts at s, first in the file.
+		{raw: `{"name":"a","uid":0,"services":[{"name":"u","argv":["x"],"after":["t"]},{"name":"s","argv":["x"],"after":["t"]},{"name":"t","argv":["x"],"after":["s"]}]}`,
+			want: `services[1].after: dependency cycle: s -> t -> s`},
 
 		// ready
 		{check: func(t *testing.T, vm *VM) { eq(t, svc0(vm).Ready, Ready{}) }},
