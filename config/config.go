@@ -1,6 +1,17 @@
 // Package config holds the typed form of a vmsup configuration (see
 // docs/reference.md). Parse turns JSON into these values once and reports every
-// problem with its JSON path; nothing else in vmsup reads JSON.
+// problem with its JSON path; nothing else in vmsup reads a config.
+//
+// It owns the rules of what a config may say and the defaults it fills
+// in. It must not touch system state: it reads the config (read.go) and
+// nothing else of the host, and writes, probes and creates nothing, so
+// that `vmsup validate` is safe anywhere. What the host offers (Landlock
+// ABI, cgroup controllers) is the supervisor's to check, at start.
+//
+// The parser builds a tree of the document (json.go) and walks it: the
+// VM and the checks across its services (vm.go), each service (service.go,
+// limits.go, network.go, syscalls.go), the dependency graph (graph.go),
+// and the values they share (values.go, names.go).
 package config
 
 import (

@@ -17,6 +17,10 @@ const (
 	minCPUPeriod     = 1000
 	maxCPUPeriod     = 1000000
 	defaultCPUPeriod = 100000
+
+	// cpu.weight's range.
+	minCPUWeight = 1
+	maxCPUWeight = 10000
 )
 
 func (p *parser) limits(v *value, path string, l *Limits) {
@@ -43,7 +47,7 @@ func (p *parser) limits(v *value, path string, l *Limits) {
 		}
 	}
 	if v, path := f.get("cpu_weight"); v != nil {
-		n, _ := p.integer(v, path, 1, 10000)
+		n, _ := p.integer(v, path, minCPUWeight, maxCPUWeight)
 		l.CPUWeight = uint64(n)
 	}
 	if v, path := f.get("cpu_max"); v != nil {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -91,7 +92,7 @@ func signal(name string) (syscall.Signal, string) {
 	if name == "SIGSTOP" {
 		return 0, "must not be SIGSTOP: a stopped process never exits"
 	}
-	if len(name) < 3 || name[:3] != "SIG" {
+	if !strings.HasPrefix(name, "SIG") {
 		if unix.SignalNum("SIG"+name) != 0 {
 			return 0, "unknown signal " + quote(name) + ", did you mean " + quote("SIG"+name) + "?"
 		}

@@ -1,6 +1,9 @@
 package config
 
-import "strings"
+import (
+	"fmt"
+	"strings"
+)
 
 // Network modes of a service.
 const (
@@ -30,7 +33,7 @@ func ifNameProblem(s string) string {
 	case s == "":
 		return "must not be empty"
 	case len(s) > ifNameMax:
-		return "an interface name has at most 15 bytes"
+		return fmt.Sprintf("an interface name has at most %d bytes", ifNameMax)
 	case s == "." || s == "..":
 		return "not an interface name"
 	case strings.ContainsAny(s, "/:% \t\n\v\f\r"):

@@ -322,8 +322,13 @@ func (p *parser) capabilities(v *value, path string) []Capability {
 	return out
 }
 
+const (
+	defaultSocketMode = 0o600 // a socket's "mode" unless given
+	permBits          = 0o777 // what "mode" may set: no setuid, setgid or sticky bit
+)
+
 func (p *parser) socket(v *value, path string, uid, gid uint32) (Socket, nameRef, fdRef) {
-	sock := Socket{Mode: 0o600, UID: uid, GID: gid}
+	sock := Socket{Mode: defaultSocketMode, UID: uid, GID: gid}
 	var ref nameRef
 	var fd fdRef
 	f, ok := p.object(v, path)
@@ -346,7 +351,7 @@ func (p *parser) socket(v *value, path string, uid, gid uint32) (Socket, nameRef
 		if v.kind != kindString {
 			// A number is refused: 600 and 0600 would be easy to confuse.
 			p.typeError(v, path, `octal string like "0600"`)
-		} else if m, err := strconv.ParseUint(v.text, 8, 32); err != nil || m > 0o777 {
+		} else if m, err := strconv.ParseUint(v.text, 8, 32); err != nil || m > permBits {
 			p.errorf(v.pos, path, `must be octal permission bits 0000 to 0777, like "0600"`)
 		} else {
 			sock.Mode = uint32(m)

@@ -9,13 +9,17 @@ import (
 	"syscall"
 )
 
-const namePattern = `^[a-z0-9][a-z0-9_-]{0,63}$`
+const (
+	namePattern = `^[a-z0-9][a-z0-9_-]{0,63}$`
+	maxNameLen  = 64 // namePattern's first character and 63 more
+)
 
-// validName reports whether s matches [a-z0-9][a-z0-9_-]{0,63}. Written
-// out rather than as a regexp: compiling that one costs 1.5 ms at every
-// start of vmsup, and vmsup re-executes itself for each service launch.
+// validName reports whether s matches namePattern. Written out rather
+// than as a regexp: compiling that one costs about 0.5 ms, paid by
+// every vmsup that parses a config (one per VM, and a host starts many
+// VMs at once), where this loop costs nanoseconds.
 func validName(s string) bool {
-	if len(s) == 0 || len(s) > 64 || s[0] == '-' || s[0] == '_' {
+	if len(s) == 0 || len(s) > maxNameLen || s[0] == '-' || s[0] == '_' {
 		return false
 	}
 	for _, c := range []byte(s) {

@@ -2,7 +2,10 @@ package config
 
 import "time"
 
-const defaultShutdownTimeout = 30 * time.Second
+const (
+	defaultShutdownTimeout = 30 * time.Second
+	runtimeDirParent       = "/run/vmsup" // runtime_dir's default is <this>/<name>
+)
 
 // Parse parses and validates a JSON config. It returns either the VM, with
 // every default filled in, or every problem found, in document order.
@@ -33,7 +36,7 @@ func (p *parser) vm(v *value) *VM {
 	if v, path := f.required("name"); v != nil {
 		if name, ok := p.name(v, path); ok {
 			vm.Name = name
-			vm.RuntimeDir = "/run/vmsup/" + name
+			vm.RuntimeDir = runtimeDirParent + "/" + name
 		}
 	}
 	if v, path := f.get("runtime_dir"); v != nil {
