@@ -42,9 +42,9 @@ func (p *parser) dependencies(refs []*svcRefs, byName map[string]int) {
 // cycles returns the cycles a depth-first walk finds, from each node in
 // order and along each node's edges in order: each time the walk comes
 // back to a node on its current path, the nodes from there on are a
-// cycle. The cycles returned are disjoint: one that shares a node with a
-// cycle already found is left out (the error about that one names the
-// node), while a disjoint one needs a fix of its own. Each starts at its
+// cycle. A cycle that shares a node with one found before is left out:
+// they are one knot of services, and the error about the first names
+// it; a disjoint cycle needs a fix of its own. Each cycle starts at its
 // lowest node, the service first in the file, where it is reported, so
 // that the report does not depend on where the walk entered the cycle.
 func cycles(edges [][]int) [][]int {
@@ -54,30 +54,46 @@ func cycles(edges [][]int) [][]int {
 		done
 	)
 	state := make([]int, len(edges))
-	inCycle := make([]bool, len(edges))
+	at := make([]int, len(edges)) // a node's index in path while it is on it
 	var path []int
+	// The stretches of path (first and last index, in order) that lie on
+	// cycles found: a new cycle shares a node with one of those exactly
+	// when it reaches into the last stretch. Kept as stretches, so that
+	// the walk stays linear in the size of the graph.
+	type stretch struct{ first, last int }
+	var found []stretch
 	var out [][]int
 	var visit func(v int)
 	visit = func(v int) {
-		state[v] = onPath
+		state[v], at[v] = onPath, len(path)
 		path = append(path, v)
 		for _, w := range edges[v] {
 			switch state[w] {
 			case unseen:
 				visit(w)
 			case onPath:
-				cycle := path[slices.Index(path, w):]
-				if !slices.ContainsFunc(cycle, func(i int) bool { return inCycle[i] }) {
+				first := at[w]
+				if len(found) == 0 || found[len(found)-1].last < first {
+					cycle := path[first:]
 					low := slices.Index(cycle, slices.Min(cycle))
 					out = append(out, append(slices.Clone(cycle[low:]), cycle[:low]...))
 				}
-				for _, i := range cycle {
-					inCycle[i] = true
+				for len(found) > 0 && found[len(found)-1].last >= first {
+					first = min(first, found[len(found)-1].first)
+					found = found[:len(found)-1]
 				}
+				found = append(found, stretch{first, len(path) - 1})
 			}
 		}
 		path = path[:len(path)-1]
 		state[v] = done
+		if n := len(found); n > 0 && found[n-1].last == at[v] {
+			if found[n-1].first == at[v] {
+				found = found[:n-1]
+			} else {
+				found[n-1].last--
+			}
+		}
 	}
 	for v := range edges {
 		if state[v] == unseen {
