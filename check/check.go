@@ -321,14 +321,20 @@ func ownCgroupDir(m cgroup.MountEntry) (string, error) {
 	return "", errors.New("no cgroup v2 line in /proc/self/cgroup")
 }
 
-// controllers are probed in this order; the ones with nothing to disable
-// are reported for information (vmsup sets no limit through them).
-var controllers = []controllerSpec{
-	{"memory", "limits.memory_max, limits.memory_high"},
-	{"pids", "limits.pids_max"},
-	{"cpu", "limits.cpu_weight, limits.cpu_max"},
-	{"io", ""},
-	{"hugetlb", ""},
+// controllers are probed in this order: those limits are set through
+// (cgroup's table), then the ones with nothing to disable, reported for
+// information (vmsup sets no limit through them).
+var controllers = limitControllers("io", "hugetlb")
+
+func limitControllers(others ...string) []controllerSpec {
+	var out []controllerSpec
+	for _, c := range cgroup.LimitControllers() {
+		out = append(out, controllerSpec{c.Name, "limits." + strings.Join(c.Keys, ", limits.")})
+	}
+	for _, name := range others {
+		out = append(out, controllerSpec{name, ""})
+	}
+	return out
 }
 
 // controller says whether the cgroup2 root offers a controller to its
@@ -521,22 +527,10 @@ func MainCLI(vm *config.VM, refusals []string, jsonOut bool, w io.Writer) int {
 			continue
 		}
 		for i, s := range vm.Services {
-			if usesController(s.Limits, c.name) {
+			if cgroup.UsesController(s.Limits, c.name) {
 				refusals = append(refusals, fmt.Sprintf("services[%d].limits: needs the %s controller, which this host's cgroup2 root does not offer", i, c.name))
 			}
 		}
 	}
 	return writeReport(r, refusals, jsonOut, w)
-}
-
-func usesController(l config.Limits, c string) bool {
-	switch c {
-	case "memory":
-		return l.MemoryMax != 0 || l.MemoryHigh != 0
-	case "pids":
-		return l.PidsMax != 0
-	case "cpu":
-		return l.CPUWeight != 0 || l.CPUMax != ""
-	}
-	return false
 }

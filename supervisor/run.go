@@ -231,26 +231,11 @@ func vmCgroupDir(vm *config.VM) (string, error) {
 
 // neededControllers lists the cgroup controllers the limits use.
 func neededControllers(vm *config.VM) []string {
-	need := map[string]bool{}
+	var ls []config.Limits
 	for _, s := range vm.Services {
-		l := s.Limits
-		if l.MemoryMax != 0 || l.MemoryHigh != 0 {
-			need["memory"] = true
-		}
-		if l.PidsMax != 0 {
-			need["pids"] = true
-		}
-		if l.CPUWeight != 0 || l.CPUMax != "" {
-			need["cpu"] = true
-		}
+		ls = append(ls, s.Limits)
 	}
-	var out []string
-	for _, c := range []string{"cpu", "memory", "pids"} {
-		if need[c] {
-			out = append(out, c)
-		}
-	}
-	return out
+	return cgroup.NeededControllers(ls...)
 }
 
 func innerStatus(ps *os.ProcessState, err error) int {
