@@ -22,6 +22,7 @@ import (
 
 	"vmsup/cgroup"
 	"vmsup/config"
+	"vmsup/exit"
 	"vmsup/landlock"
 	"vmsup/services"
 )
@@ -50,10 +51,10 @@ func (r Report) OK() bool {
 	return true
 }
 
-// Exit statuses of Main (see docs/reference.md).
+// Exit statuses of Main (see package exit).
 const (
-	exitOK      = 0
-	exitMissing = 111
+	exitOK      = exit.OK
+	exitMissing = exit.Temp
 )
 
 // runDisabled is what a missing required feature disables.

@@ -46,16 +46,18 @@ import (
 
 	"vmsup/cgroup"
 	"vmsup/config"
+	"vmsup/exit"
 	"vmsup/s6"
 )
 
-// Exit statuses of `vmsup run` (docs/reference.md).
+// Exit statuses of `vmsup run`: the names supervisor uses for package
+// exit's numbers (their meanings are there).
 const (
-	ExitGraceful   = 0
-	ExitFailed     = 1
-	ExitPoweredOff = 3 // the VM ended by itself, cleanly
-	ExitConfig     = 100
-	ExitTemp       = 111
+	ExitGraceful   = exit.OK
+	ExitFailed     = exit.Failed
+	ExitPoweredOff = exit.PoweredOff
+	ExitConfig     = exit.Usage
+	ExitTemp       = exit.Temp
 )
 
 // Options are the flags of `vmsup run`.

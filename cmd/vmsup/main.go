@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"vmsup/exit"
 	"vmsup/supervisor"
 )
 
@@ -24,7 +25,7 @@ func main() {
 	case "vmsup-pid1":
 		if os.Getpid() != 1 {
 			fmt.Fprintln(os.Stderr, "vmsup: vmsup-pid1: not PID 1: this mode is only for vmsup itself")
-			os.Exit(supervisor.ExitConfig)
+			os.Exit(exit.Usage)
 		}
 		os.Exit(supervisor.Init())
 	}
@@ -44,7 +45,7 @@ func (p ioPair) errorf(format string, a ...any) {
 
 const prefix = "vmsup: "
 
-const exitUsage = supervisor.ExitConfig
+const exitUsage = exit.Usage
 
 func cli(args []string, io ioPair) int {
 	if len(args) == 0 {
