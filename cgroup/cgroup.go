@@ -110,8 +110,13 @@ func Kill(dir string) error {
 	return Write(dir, "cgroup.kill", "1")
 }
 
+// ErrNotEmpty is WaitEmpty's error when processes are still in the
+// cgroup at its timeout.
+var ErrNotEmpty = errors.New("still has processes")
+
 // WaitEmpty blocks until no process is left in dir or below, or timeout
-// passes. It waits on inotify events of cgroup.events, never by polling.
+// passes (ErrNotEmpty). It waits on inotify events of cgroup.events,
+// never by polling.
 func WaitEmpty(dir string, timeout time.Duration) error {
 	in, err := unix.InotifyInit1(unix.IN_CLOEXEC)
 	if err != nil {
@@ -132,7 +137,7 @@ func WaitEmpty(dir string, timeout time.Duration) error {
 		}
 		left := time.Until(deadline)
 		if left <= 0 {
-			return fmt.Errorf("%s still has processes after %v", dir, timeout)
+			return fmt.Errorf("%s %w after %v", dir, ErrNotEmpty, timeout)
 		}
 		fds := []unix.PollFd{{Fd: int32(in), Events: unix.POLLIN}}
 		if _, err := unix.Poll(fds, int(left.Milliseconds())+1); err != nil && err != unix.EINTR {
@@ -210,7 +215,7 @@ func rmdir(dir string, timeout time.Duration) error {
 		if err != unix.EBUSY || time.Now().After(deadline) {
 			return fmt.Errorf("rmdir %s: %w", dir, err)
 		}
-		if err := WaitEmpty(dir, 10*time.Millisecond); err != nil && !errors.Is(err, os.ErrNotExist) && !strings.Contains(err.Error(), "still has") {
+		if err := WaitEmpty(dir, 10*time.Millisecond); err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, ErrNotEmpty) {
 			return err
 		}
 		time.Sleep(time.Millisecond)

@@ -371,10 +371,8 @@ func controller(c controllerSpec, mount string, mountErr error) Feature {
 
 // ---- namespaces and capabilities ----
 
-// capSysAdmin is CAP_SYS_ADMIN's bit: creating pid and mount namespaces
-// (and mounting in them) needs it.
-const capSysAdmin = 21
-
+// hasCapSysAdmin reports whether CAP_SYS_ADMIN is effective: creating
+// pid and mount namespaces (and mounting in them) needs it.
 func hasCapSysAdmin() (bool, error) {
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
@@ -386,7 +384,7 @@ func hasCapSysAdmin() (bool, error) {
 			if err != nil {
 				return false, fmt.Errorf("parse CapEff %q: %w", v, err)
 			}
-			return caps&(1<<capSysAdmin) != 0, nil
+			return caps&(1<<unix.CAP_SYS_ADMIN) != 0, nil
 		}
 	}
 	return false, errors.New("no CapEff line in /proc/self/status")
