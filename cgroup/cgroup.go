@@ -3,9 +3,11 @@
 //
 // It is written against the cgroup v2 file interface directly rather than
 // github.com/containerd/cgroups/v3: that library pulls in cilium/ebpf,
-// protobuf, godbus and logrus, which made every service launch (a re-exec
-// of vmsup) 3.4 ms slower on the project's machine (10.1 ms against 6.7 ms)
-// and the binary 7.5 MB larger, for a dozen file writes.
+// protobuf, godbus and logrus, which made the binary 7.5 MB larger and,
+// when vmsup still re-executed itself for every service launch, each
+// launch 3.4 ms slower on the project's machine (10.1 ms against 6.7 ms),
+// for a dozen file writes. vmsup now starts twice per VM (run, then its
+// PID 1); services are launched by vmsup-exec.
 //
 // Rules kept here:
 //   - vmsup removes only cgroups it created (the caller checks the VM

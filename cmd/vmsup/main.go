@@ -20,7 +20,8 @@ import (
 )
 
 func main() {
-	// vmsup re-executes itself for its inner stages; argv[0] says which.
+	// vmsup re-executes itself once per VM, as the VM's PID 1 (services
+	// are launched by vmsup-exec); argv[0] says which stage this is.
 	switch filepath.Base(os.Args[0]) {
 	case "vmsup-pid1":
 		if os.Getpid() != 1 {

@@ -19,7 +19,8 @@ import (
 //  2. the view (view.go: a minimal /dev, /sys read-only, the VM's own
 //     runtime dir alone), private /tmp and /dev/shm, and the cover that
 //     refuses user namespaces, while still root;
-//  3. rlimits, while CAP_SYS_RESOURCE may still be held;
+//  3. rlimits, while CAP_SYS_RESOURCE may still be held, then the
+//     service's umask;
 //  4. Landlock: the rules on the new mounts, no_new_privs, then the
 //     ruleset the supervisor built is enforced on this thread;
 //  5. credentials and capabilities, on this same thread, then a session

@@ -6,7 +6,7 @@
 // sequence (descriptors, the service's view: a minimal /dev, /sys
 // read-only and its VM's runtime dir alone, private /tmp and /dev/shm,
 // the cover that
-// refuses user namespaces, rlimits, Landlock, credentials and
+// refuses user namespaces, rlimits, umask, Landlock, credentials and
 // capabilities, a session keyring, working directory, the seccomp
 // filter) ending in execve of the service.
 //
