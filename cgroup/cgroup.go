@@ -18,6 +18,11 @@
 //     supervisor sits in a leaf of its own;
 //   - teardown is cgroup.kill, then waiting for "populated 0" in
 //     cgroup.events by inotify, then rmdir, deepest first.
+//
+// It owns the cgroup v2 file interface: finding the mount, creating,
+// limiting (the one table from limits to files, limits.go), killing and
+// removing cgroups. It must not decide whose a cgroup is: callers pass the
+// directories and check the mark (package owned) first.
 package cgroup
 
 import (

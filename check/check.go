@@ -6,6 +6,11 @@
 // syscalls with arguments the kernel rejects before doing anything. No
 // cgroup is created, nothing is mounted, no process is started, so `check`
 // is safe to run on a production host and from a test.
+//
+// It owns the probes and the report's lines and JSON. It must not create
+// or change anything, and it does not decide what run refuses of a config:
+// those refusals come from its callers (explain) and from the tables of
+// the packages that enforce (cgroup's limits).
 package check
 
 import (

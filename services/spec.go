@@ -1,5 +1,9 @@
 // Package services starts the services of a VM the way the config says
 // (through vmsup-exec, see package launcher) and tells when they are ready.
+//
+// It owns one service's launch: its spec, descriptors, sockets and
+// readiness checks. It must not keep VM state or decide restarts and
+// shutdowns: the supervisor's event loop owns those.
 package services
 
 import (

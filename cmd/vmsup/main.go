@@ -6,6 +6,10 @@
 // "vmsup: "; a usage error is one line saying what was wrong, then
 // "vmsup: usage: ..." and status 100; --help, -h and `vmsup help` print
 // on standard output and exit 0.
+//
+// It owns the command line: parsing, usage and help text, and the choice
+// of the one function each command calls. It must not hold product logic:
+// that lives in the packages it calls.
 package main
 
 import (

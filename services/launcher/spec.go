@@ -20,6 +20,10 @@
 // rest in a short-lived child keeps the supervisor unrestricted and
 // multithreaded; rlimits and LISTEN_PID are per-process and cannot be
 // set from a forking thread.
+//
+// It owns the steps between fork and exec. It must not import fmt, os,
+// encoding/json or anything that reflects, and it must not touch anything
+// outside the child it runs in but what the spec names.
 package launcher
 
 import (
