@@ -117,6 +117,10 @@ func Kill(dir string) error {
 	return Write(dir, "cgroup.kill", "1")
 }
 
+// DestroyTimeout is how long vmsup waits for one killed cgroup to empty
+// and be removed before it gives up.
+const DestroyTimeout = 5 * time.Second
+
 // ErrNotEmpty is WaitEmpty's error when processes are still in the
 // cgroup at its timeout.
 var ErrNotEmpty = errors.New("still has processes")
@@ -210,8 +214,13 @@ func removeTree(dir string, timeout time.Duration) error {
 
 // rmdir removes an empty cgroup. rmdir can fail with EBUSY for a moment
 // after "populated 0" while exiting tasks are still being released; the
-// retry waits for the next cgroup.events change (or 10 ms) each time and
-// gives up at timeout.
+// retry waits for the next cgroup.events change (or busyWait) and
+// busyPause each time, and gives up at timeout.
+const (
+	busyWait  = 10 * time.Millisecond
+	busyPause = time.Millisecond
+)
+
 func rmdir(dir string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
@@ -222,10 +231,10 @@ func rmdir(dir string, timeout time.Duration) error {
 		if err != unix.EBUSY || time.Now().After(deadline) {
 			return fmt.Errorf("rmdir %s: %w", dir, err)
 		}
-		if err := WaitEmpty(dir, 10*time.Millisecond); err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, ErrNotEmpty) {
+		if err := WaitEmpty(dir, busyWait); err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, ErrNotEmpty) {
 			return err
 		}
-		time.Sleep(time.Millisecond)
+		time.Sleep(busyPause)
 	}
 }
 

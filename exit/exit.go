@@ -31,4 +31,8 @@ const (
 	// with to tell s6-supervise not to restart the service (as s6-svc -O
 	// would), which the finish vmsup writes does on PoweredOff and Usage.
 	NoRestart = 125
+	// Launch is vmsup-exec's status when it could not turn into the
+	// service, like a shell's that cannot run a command. It is not one of
+	// vmsup's: the supervisor reads the cause from the error pipe.
+	Launch = 127
 )

@@ -40,7 +40,6 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -98,7 +97,7 @@ const (
 )
 
 // cleanupTimeout bounds waiting for a killed cgroup to empty.
-const cleanupTimeout = 5 * time.Second
+const cleanupTimeout = cgroup.DestroyTimeout
 
 // logger writes vmsup's messages, every line of each prefixed.
 var logger = log.New(prefixLines{os.Stderr, "vmsup: "}, "", 0)

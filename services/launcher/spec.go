@@ -12,9 +12,9 @@
 //
 // It is a binary of its own, not a mode of vmsup, because it starts once
 // per service launch and its start-up is most of a launch's cost: it
-// links only this package, x/sys and go-landlock's syscall layer (no
-// fmt, os or encoding/json, and nothing reflects at run time), so the
-// Go runtime touches few pages. The supervisor does everything that can
+// links only this package, x/sys, go-landlock's syscall layer and the
+// constants of package exit (no fmt, os or encoding/json, and nothing
+// reflects at run time), so the Go runtime touches few pages. The supervisor does everything that can
 // be done before the fork: it resolves the binary, opens the descriptors
 // and builds the Landlock ruleset and the seccomp program. Doing the
 // rest in a short-lived child keeps the supervisor unrestricted and
