@@ -6,6 +6,11 @@
 // syscalls with arguments the kernel rejects before doing anything. No
 // cgroup is created, nothing is mounted, no process is started, so `check`
 // is safe to run on a production host and from a test.
+//
+// It owns the probes and the report's lines and JSON. It must not create
+// or change anything, and it does not decide what run refuses of a config:
+// those refusals come from its callers (explain) and from the tables of
+// the packages that enforce (cgroup's limits).
 package check
 
 import (
@@ -22,6 +27,7 @@ import (
 
 	"vmsup/cgroup"
 	"vmsup/config"
+	"vmsup/exit"
 	"vmsup/landlock"
 	"vmsup/services"
 )
@@ -50,10 +56,10 @@ func (r Report) OK() bool {
 	return true
 }
 
-// Exit statuses of Main (see docs/reference.md).
+// Exit statuses of Main (see package exit).
 const (
-	exitOK      = 0
-	exitMissing = 111
+	exitOK      = exit.OK
+	exitMissing = exit.Temp
 )
 
 // runDisabled is what a missing required feature disables.
@@ -321,14 +327,20 @@ func ownCgroupDir(m cgroup.MountEntry) (string, error) {
 	return "", errors.New("no cgroup v2 line in /proc/self/cgroup")
 }
 
-// controllers are probed in this order; the ones with nothing to disable
-// are reported for information (vmsup sets no limit through them).
-var controllers = []controllerSpec{
-	{"memory", "limits.memory_max, limits.memory_high"},
-	{"pids", "limits.pids_max"},
-	{"cpu", "limits.cpu_weight, limits.cpu_max"},
-	{"io", ""},
-	{"hugetlb", ""},
+// controllers are probed in this order: those limits are set through
+// (cgroup's table), then the ones with nothing to disable, reported for
+// information (vmsup sets no limit through them).
+var controllers = limitControllers("io", "hugetlb")
+
+func limitControllers(others ...string) []controllerSpec {
+	var out []controllerSpec
+	for _, c := range cgroup.LimitControllers() {
+		out = append(out, controllerSpec{c.Name, "limits." + strings.Join(c.Keys, ", limits.")})
+	}
+	for _, name := range others {
+		out = append(out, controllerSpec{name, ""})
+	}
+	return out
 }
 
 // controller says whether the cgroup2 root offers a controller to its
@@ -364,10 +376,8 @@ func controller(c controllerSpec, mount string, mountErr error) Feature {
 
 // ---- namespaces and capabilities ----
 
-// capSysAdmin is CAP_SYS_ADMIN's bit: creating pid and mount namespaces
-// (and mounting in them) needs it.
-const capSysAdmin = 21
-
+// hasCapSysAdmin reports whether CAP_SYS_ADMIN is effective: creating
+// pid and mount namespaces (and mounting in them) needs it.
 func hasCapSysAdmin() (bool, error) {
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
@@ -379,7 +389,7 @@ func hasCapSysAdmin() (bool, error) {
 			if err != nil {
 				return false, fmt.Errorf("parse CapEff %q: %w", v, err)
 			}
-			return caps&(1<<capSysAdmin) != 0, nil
+			return caps&(1<<unix.CAP_SYS_ADMIN) != 0, nil
 		}
 	}
 	return false, errors.New("no CapEff line in /proc/self/status")
@@ -521,22 +531,10 @@ func MainCLI(vm *config.VM, refusals []string, jsonOut bool, w io.Writer) int {
 			continue
 		}
 		for i, s := range vm.Services {
-			if usesController(s.Limits, c.name) {
+			if cgroup.UsesController(s.Limits, c.name) {
 				refusals = append(refusals, fmt.Sprintf("services[%d].limits: needs the %s controller, which this host's cgroup2 root does not offer", i, c.name))
 			}
 		}
 	}
 	return writeReport(r, refusals, jsonOut, w)
-}
-
-func usesController(l config.Limits, c string) bool {
-	switch c {
-	case "memory":
-		return l.MemoryMax != 0 || l.MemoryHigh != 0
-	case "pids":
-		return l.PidsMax != 0
-	case "cpu":
-		return l.CPUWeight != 0 || l.CPUMax != ""
-	}
-	return false
 }

@@ -11,6 +11,10 @@
 // runtime dir's view from services, /dev from launcher, /proc from
 // supervisor, ABI numbers from landlock. Analyse only reads: the config,
 // the Landlock ABI and the kernel release.
+//
+// It owns the report and its verdicts. It must not enforce, create or
+// change anything, nor keep its own copy of a fact an enforcing package
+// holds.
 package explain
 
 import (

@@ -7,6 +7,10 @@
 // supervisor, so that the launcher only enforces it on its one thread
 // (go-landlock's Restrict enforces on every thread of the caller, which
 // the launcher does not need and pays for at every launch).
+//
+// It owns the ABI probe, the config's mode and the building of rulesets.
+// It must not restrict the supervisor itself: rulesets are enforced only
+// in the launched child (package launcher).
 package landlock
 
 import (

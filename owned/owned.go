@@ -7,6 +7,9 @@
 // Linux 6.18), and only a process with CAP_SYS_ADMIN can set or read it:
 // a service cannot forge the mark to make vmsup remove something, and a
 // directory that someone else created never has it.
+//
+// It owns the mark and the removal of marked trees. It must not remove
+// anything unmarked, cross a mount point or follow a link.
 package owned
 
 import (

@@ -1,5 +1,9 @@
 // Package s6 holds what vmsup needs to live under s6-supervise: dying with
 // the parent, the readiness notification fd, and service directories.
+//
+// It owns the s6 side of vmsup: parent death, readiness and the service
+// directory with its run and finish scripts. It must not supervise the VM
+// (package supervisor does) or run s6 programs.
 package s6
 
 import (

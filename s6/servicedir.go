@@ -8,25 +8,26 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 
 	"golang.org/x/sys/unix"
 
+	"vmsup/cgroup"
 	"vmsup/config"
+	"vmsup/exit"
 )
 
 // Exit statuses of `vmsup s6-servicedir`, as for `vmsup run`.
 const (
-	exitUsage = 100
-	exitTemp  = 111
+	exitUsage = exit.Usage
+	exitTemp  = exit.Temp
 )
 
 // KillMargin is how long after shutdown_timeout s6-supervise waits before
 // it SIGKILLs vmsup (timeout-kill). vmsup ends by itself at
 // shutdown_timeout plus the time it takes to kill and remove the VM's
-// cgroups (bounded by 5 s per cgroup), so s6 only has to step in when
-// vmsup itself is stuck.
-const KillMargin = 10 * time.Second
+// cgroups (bounded by cgroup.DestroyTimeout per cgroup); twice that is
+// the margin, so s6 only has to step in when vmsup itself is stuck.
+const KillMargin = 2 * cgroup.DestroyTimeout
 
 // Style says in which language the run and finish scripts are written.
 type Style int
@@ -222,33 +223,40 @@ func shRun(vmsup, cfg string) string {
 #   #!/bin/execlineb -P
 #   fdmove -c 2 1
 #   getpid -E -P PPID
-#   ifelse { eltest $PPID = 1 } { exit 111 }
+#   ifelse { eltest $PPID = 1 } { exit ` + strconv.Itoa(exit.Temp) + ` }
 #   /path/to/vmsup run --parent-pid $PPID --notify-fd 3 /path/to/config.json
-[ "$PPID" != 1 ] || exit 111
+[ "$PPID" != 1 ] || exit ` + strconv.Itoa(exit.Temp) + `
 exec 2>&1
 exec ` + shQuote(vmsup) + ` run --parent-pid "$PPID" --notify-fd 3 ` + shQuote(cfg) + "\n"
 }
 
-// shFinish maps vmsup's exit status to s6's restart policy.
-const shFinish = `#!/bin/sh
+// shFinish maps vmsup's exit status to s6's restart policy; the numbers
+// are package exit's (finishArgs).
+var shFinish = fmt.Sprintf(`#!/bin/sh
 # Written by vmsup s6-servicedir. s6-supervise runs this after vmsup ends:
 # $1 is vmsup's exit status, or 256 if a signal killed it ($2 names it).
-# Exit 125 tells s6-supervise not to restart (as s6-svc -O would).
+# Exit %[1]d tells s6-supervise not to restart (as s6-svc -O would).
 case $1 in
-3|100)
-	# 3: the guest powered off by itself; 100: the config is invalid and
+%[2]d|%[3]d)
+	# %[2]d: the guest powered off by itself; %[3]d: the config is invalid and
 	# retrying cannot help.
 	echo "vmsup-finish: run exited $1: not restarting" >&2
-	exit 125 ;;
+	exit %[1]d ;;
 256)
 	echo "vmsup-finish: run was killed by signal $2" >&2 ;;
 *)
-	# 0: a stop request was honoured (s6-svc -d keeps it down, s6-svc
-	# -r restarts it); 1: the VM failed; 111: a temporary failure.
+	# %[4]d: a stop request was honoured (s6-svc -d keeps it down, s6-svc
+	# -r restarts it); %[5]d: the VM failed; %[6]d: a temporary failure.
 	echo "vmsup-finish: run exited $1" >&2 ;;
 esac
 exit 0
-`
+`, finishArgs...)
+
+// finishArgs are the statuses the finish scripts name, by index:
+// %[1]d NoRestart, %[2]d PoweredOff, %[3]d Usage, %[4]d OK, %[5]d Failed,
+// %[6]d Temp. A finish script's own exit 0 is s6's "carry on", not one
+// of vmsup's statuses.
+var finishArgs = []any{exit.NoRestart, exit.PoweredOff, exit.Usage, exit.OK, exit.Failed, exit.Temp}
 
 // execlineWord quotes s for execlineb. Characters that execline would
 // interpret even inside quotes ($ for substitution by getpid -E, \ and "
@@ -279,29 +287,29 @@ func execlineRun(elb, vmsup, cfg string) (string, error) {
 # stderr joins stdout so that a log/ service sees vmsup's messages.
 fdmove -c 2 1
 getpid -E -P PPID
-ifelse { eltest $PPID = 1 } { exit 111 }
+ifelse { eltest $PPID = 1 } { exit ` + strconv.Itoa(exit.Temp) + ` }
 ` + qv + ` run --parent-pid $PPID --notify-fd 3 ` + qc + "\n", nil
 }
 
 func execlineFinish(elb string) string {
-	return `#!` + elb + ` -S2
+	return `#!` + elb + fmt.Sprintf(` -S2
 # Written by vmsup s6-servicedir --execline (execline 2.9.1 or later). s6-supervise runs this after
 # vmsup ends: $1 is vmsup's exit status, or 256 if a signal killed it ($2
-# names it). Exit 125 tells s6-supervise not to restart (as s6-svc -O):
-# on 3 (the guest powered off by itself) and 100 (the config is invalid).
-# 0 (a stop request honoured: s6-svc -r restarts), 1 (the VM failed) and
-# 111 (a temporary failure) may be retried.
+# names it). Exit %[1]d tells s6-supervise not to restart (as s6-svc -O):
+# on %[2]d (the guest powered off by itself) and %[3]d (the config is invalid).
+# %[4]d (a stop request honoured: s6-svc -r restarts), %[5]d (the VM failed) and
+# %[6]d (a temporary failure) may be retried.
 fdmove -c 1 2
-ifelse { eltest $1 = 3 -o $1 = 100 } {
+ifelse { eltest $1 = %[2]d -o $1 = %[3]d } {
   foreground { echo "vmsup-finish: run exited ${1}: not restarting" }
-  exit 125
+  exit %[1]d
 }
 foreground {
   ifelse { eltest $1 = 256 } { echo "vmsup-finish: run was killed by signal" $2 }
   echo "vmsup-finish: run exited" $1
 }
 exit 0
-`
+`, finishArgs...)
 }
 
 // logFiles is the log/ service: s6-log reads the run script's stdout

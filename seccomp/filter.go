@@ -3,6 +3,9 @@
 // assembles the BPF program with github.com/elastic/go-seccomp-bpf in the
 // supervisor; the launcher only loads the instructions (see package
 // launcher), so it links neither this package nor the library.
+//
+// It owns the filter's groups and their BPF program. It must not be linked
+// by the launcher, which only loads the instructions.
 package seccomp
 
 import (

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -426,12 +427,7 @@ func sysctlBarriers(t *testing.T) []string {
 }
 
 func hostHasCap(t *testing.T, name string) bool {
-	for _, c := range hostCaps(t) {
-		if c == name {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(hostCaps(t), name)
 }
 
 func boundingSet(t *testing.T) uint64 {

@@ -20,6 +20,13 @@ func WaitExists(ctx context.Context, path string) error {
 	})
 }
 
+// refusedPause is the first pause after a refused connection, doubling
+// up to refusedPauseMax (see WaitSocket).
+const (
+	refusedPause    = time.Millisecond
+	refusedPauseMax = time.Second
+)
+
 // WaitSocket returns once the UNIX socket at path, owned by owner (the
 // service's uid) or bound by vmsup, accepts a connection (see Dial).
 // With greet it also waits for the service's first byte on that
@@ -28,10 +35,11 @@ func WaitExists(ctx context.Context, path string) error {
 //
 // Creation of the path is seen through inotify. A socket is bound before
 // it listens, so a connection can be refused in that short window; only
-// then is the attempt repeated after a growing pause (1 ms doubling to
-// 1 s), since listen(2) produces no file system event.
+// then is the attempt repeated after a growing pause (refusedPause, 1 ms,
+// doubling to refusedPauseMax, 1 s), since listen(2) produces no file
+// system event.
 func WaitSocket(ctx context.Context, path string, owner uint32, greet bool) error {
-	pause := time.Millisecond
+	pause := refusedPause
 	conn := -1
 	err := waitPath(ctx, path, func() (bool, time.Duration, error) {
 		fd, err := Dial(path, owner)
@@ -40,11 +48,11 @@ func WaitSocket(ctx context.Context, path string, owner uint32, greet bool) erro
 			conn = fd
 			return true, 0, nil
 		case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ENOTDIR):
-			pause = time.Millisecond
+			pause = refusedPause
 			return false, 0, nil
 		}
 		p := pause
-		pause = min(2*pause, time.Second)
+		pause = min(2*pause, refusedPauseMax)
 		return false, p, nil
 	})
 	if err != nil || conn < 0 {

@@ -1,10 +1,16 @@
 // Package services starts the services of a VM the way the config says
 // (through vmsup-exec, see package launcher) and tells when they are ready.
+//
+// It owns one service's launch: its spec, descriptors, sockets and
+// readiness checks. It must not keep VM state or decide restarts and
+// shutdowns: the supervisor's event loop owns those.
 package services
 
 import (
 	"fmt"
 	"os"
+	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -78,7 +84,7 @@ func NewSpec(s *config.Service, path string, abi int, extraGroup *uint32, umask 
 		LastCap: last, Tmp: s.PrivateTmp, Shm: s.PrivateShm, Umask: umask,
 		UserNS: s.UserNamespaces,
 	}, abi: abi}
-	if extraGroup != nil && *extraGroup != s.GID && !contains(sp.Groups, *extraGroup) {
+	if extraGroup != nil && *extraGroup != s.GID && !slices.Contains(sp.Groups, *extraGroup) {
 		sp.Groups = append(sp.Groups, *extraGroup)
 	}
 	for _, r := range s.Rlimits {
@@ -112,7 +118,7 @@ func NewSpec(s *config.Service, path string, abi int, extraGroup *uint32, umask 
 	sort.Slice(socks, func(i, j int) bool { return socks[i].FD < socks[j].FD })
 	var names []string
 	for _, so := range socks {
-		names = append(names, strings.TrimSuffix(baseName(so.Path), ".sock"))
+		names = append(names, strings.TrimSuffix(filepath.Base(so.Path), ".sock"))
 	}
 	if len(socks) > 0 {
 		sp.Listen = len(socks)
@@ -155,20 +161,4 @@ func lastCap() (uint, error) {
 		return 0, fmt.Errorf("read cap_last_cap: %w", err)
 	}
 	return uint(n), nil
-}
-
-func baseName(p string) string {
-	if i := strings.LastIndexByte(p, '/'); i >= 0 {
-		return p[i+1:]
-	}
-	return p
-}
-
-func contains(list []uint32, v uint32) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }

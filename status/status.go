@@ -17,6 +17,10 @@
 // left by a crash (PID 1 killed before it could remove it) is told from a
 // live one by the lock, not by its contents. Readers only ask about the
 // lock (F_OFD_GETLK), so they can never make PID 1 wait or fail.
+//
+// It owns the record's format, place and lock. Only PID 1 of the VM
+// writes it, and the outer stage removes what a dead PID 1 left
+// (RemoveStale); readers must never take the lock or write.
 package status
 
 import (

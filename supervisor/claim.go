@@ -6,6 +6,7 @@ import (
 	"hash/fnv"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -192,24 +193,15 @@ func enable(dir string, controllers []string) error {
 	}
 	var missing []string
 	for _, c := range controllers {
-		if containsString(strings.Fields(on), c) {
+		if slices.Contains(strings.Fields(on), c) {
 			continue
 		}
-		if !containsString(have, c) {
+		if !slices.Contains(have, c) {
 			return fmt.Errorf("cgroup controller %s is needed by limits but not available in %s (its cgroup.controllers)", c, dir)
 		}
 		missing = append(missing, c)
 	}
 	return cgroup.Enable(dir, missing)
-}
-
-func containsString(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // makeRuntimeDir removes the runtime dir an earlier run of this VM left

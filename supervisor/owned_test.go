@@ -17,7 +17,7 @@ import (
 	"vmsup/owned"
 )
 
-// What vmsup may touch (CONTRACT.md): a runtime dir or cgroup that exists
+// What vmsup may touch (docs/reference.md): a runtime dir or cgroup that exists
 // at start without this VM's mark is refused with 100 and left exactly as
 // it was; what a crash of this VM left (marked) is removed, without
 // following a link out of it or crossing into a file system mounted in it.

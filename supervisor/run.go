@@ -40,22 +40,23 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 
 	"vmsup/cgroup"
 	"vmsup/config"
+	"vmsup/exit"
 	"vmsup/s6"
 )
 
-// Exit statuses of `vmsup run` (docs/reference.md).
+// Exit statuses of `vmsup run`: the names supervisor uses for package
+// exit's numbers (their meanings are there).
 const (
-	ExitGraceful   = 0
-	ExitFailed     = 1
-	ExitPoweredOff = 3 // the VM ended by itself, cleanly
-	ExitConfig     = 100
-	ExitTemp       = 111
+	ExitGraceful   = exit.OK
+	ExitFailed     = exit.Failed
+	ExitPoweredOff = exit.PoweredOff
+	ExitConfig     = exit.Usage
+	ExitTemp       = exit.Temp
 )
 
 // Options are the flags of `vmsup run`.
@@ -96,7 +97,7 @@ const (
 )
 
 // cleanupTimeout bounds waiting for a killed cgroup to empty.
-const cleanupTimeout = 5 * time.Second
+const cleanupTimeout = cgroup.DestroyTimeout
 
 // logger writes vmsup's messages, every line of each prefixed.
 var logger = log.New(prefixLines{os.Stderr, "vmsup: "}, "", 0)
@@ -231,26 +232,11 @@ func vmCgroupDir(vm *config.VM) (string, error) {
 
 // neededControllers lists the cgroup controllers the limits use.
 func neededControllers(vm *config.VM) []string {
-	need := map[string]bool{}
+	var ls []config.Limits
 	for _, s := range vm.Services {
-		l := s.Limits
-		if l.MemoryMax != 0 || l.MemoryHigh != 0 {
-			need["memory"] = true
-		}
-		if l.PidsMax != 0 {
-			need["pids"] = true
-		}
-		if l.CPUWeight != 0 || l.CPUMax != "" {
-			need["cpu"] = true
-		}
+		ls = append(ls, s.Limits)
 	}
-	var out []string
-	for _, c := range []string{"cpu", "memory", "pids"} {
-		if need[c] {
-			out = append(out, c)
-		}
-	}
-	return out
+	return cgroup.NeededControllers(ls...)
 }
 
 func innerStatus(ps *os.ProcessState, err error) int {

@@ -719,32 +719,8 @@ func (s *service) makeCgroup(vmDir string) error {
 }
 
 func setLimits(dir string, l config.Limits) error {
-	size := func(v int64) string {
-		if v == config.Unlimited {
-			return "max"
-		}
-		return strconv.FormatInt(v, 10)
-	}
-	var writes [][2]string
-	if l.MemoryMax != 0 {
-		writes = append(writes, [2]string{"memory.max", size(l.MemoryMax)})
-	}
-	if l.MemoryHigh != 0 {
-		writes = append(writes, [2]string{"memory.high", size(l.MemoryHigh)})
-	}
-	if l.PidsMax != 0 {
-		writes = append(writes, [2]string{"pids.max", size(l.PidsMax)})
-	}
-	if l.CPUWeight != 0 {
-		writes = append(writes, [2]string{"cpu.weight", strconv.FormatUint(l.CPUWeight, 10)})
-	}
-	if l.CPUMax != "" {
-		writes = append(writes, [2]string{"cpu.max", l.CPUMax})
-	}
-	for _, w := range writes {
-		if err := cgroup.Write(dir, w[0], w[1]); err != nil {
-			return fmt.Errorf("limits: %w", err)
-		}
+	if err := cgroup.SetLimits(dir, l); err != nil {
+		return fmt.Errorf("limits: %w", err)
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"vmsup/check"
 	"vmsup/config"
+	"vmsup/exit"
 	"vmsup/explain"
 	"vmsup/landlock"
 	"vmsup/s6"
@@ -199,7 +200,7 @@ func writeJSON(io ioPair, v any) int {
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(v); err != nil {
 		io.errorf("%v", err)
-		return supervisor.ExitTemp
+		return exit.Temp
 	}
 	return 0
 }
@@ -210,7 +211,7 @@ func statusCmd(ops []string, jsonOut bool, io ioPair) int {
 		vms, err := status.List()
 		if err != nil {
 			io.errorf("status: %v", err)
-			return supervisor.ExitTemp
+			return exit.Temp
 		}
 		if jsonOut {
 			if vms == nil {
@@ -232,10 +233,10 @@ func statusCmd(ops []string, jsonOut bool, io ioPair) int {
 	r, err := status.Read(name)
 	if errors.Is(err, status.ErrNotRunning) {
 		io.errorf("status: %s: no such VM runs", name)
-		return 1
+		return exit.Failed
 	} else if err != nil {
 		io.errorf("status: %v", err)
-		return supervisor.ExitTemp
+		return exit.Temp
 	}
 	if jsonOut {
 		return writeJSON(io, r)

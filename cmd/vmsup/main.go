@@ -6,6 +6,10 @@
 // "vmsup: "; a usage error is one line saying what was wrong, then
 // "vmsup: usage: ..." and status 100; --help, -h and `vmsup help` print
 // on standard output and exit 0.
+//
+// It owns the command line: parsing, usage and help text, and the choice
+// of the one function each command calls. It must not hold product logic:
+// that lives in the packages it calls.
 package main
 
 import (
@@ -15,16 +19,18 @@ import (
 	"path/filepath"
 	"strings"
 
+	"vmsup/exit"
 	"vmsup/supervisor"
 )
 
 func main() {
-	// vmsup re-executes itself for its inner stages; argv[0] says which.
+	// vmsup re-executes itself once per VM, as the VM's PID 1 (services
+	// are launched by vmsup-exec); argv[0] says which stage this is.
 	switch filepath.Base(os.Args[0]) {
 	case "vmsup-pid1":
 		if os.Getpid() != 1 {
 			fmt.Fprintln(os.Stderr, "vmsup: vmsup-pid1: not PID 1: this mode is only for vmsup itself")
-			os.Exit(supervisor.ExitConfig)
+			os.Exit(exit.Usage)
 		}
 		os.Exit(supervisor.Init())
 	}
@@ -44,7 +50,7 @@ func (p ioPair) errorf(format string, a ...any) {
 
 const prefix = "vmsup: "
 
-const exitUsage = supervisor.ExitConfig
+const exitUsage = exit.Usage
 
 func cli(args []string, io ioPair) int {
 	if len(args) == 0 {

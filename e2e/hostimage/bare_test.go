@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -41,7 +42,7 @@ func TestBareHostLimits(t *testing.T) {
 	}
 	for _, dir := range []string{"/sys/fs/cgroup", ParentCgroup} {
 		sub, _ := cgroup.Read(dir, "cgroup.subtree_control")
-		if f := strings.Fields(sub); !contains(f, "cpu") || !contains(f, "memory") || !contains(f, "pids") {
+		if f := strings.Fields(sub); !slices.Contains(f, "cpu") || !slices.Contains(f, "memory") || !slices.Contains(f, "pids") {
 			t.Errorf("%s/cgroup.subtree_control = %q", dir, sub)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 
@@ -40,7 +41,7 @@ func TestCheckReport(t *testing.T) {
 	}
 	have := strings.Fields(string(b))
 	for _, c := range []string{"memory", "pids", "cpu"} {
-		if !contains(have, c) {
+		if !slices.Contains(have, c) {
 			t.Fatalf("the host image lacks the %s controller: %v", c, have)
 		}
 	}
@@ -85,7 +86,7 @@ func TestCheckReport(t *testing.T) {
 	}
 	// check reports these controllers; the kernel has each of them here.
 	for _, c := range []string{"memory", "pids", "cpu", "io", "hugetlb"} {
-		if !contains(have, c) {
+		if !slices.Contains(have, c) {
 			t.Errorf("the kernel lacks %s", c)
 		}
 		want[c] = "in cgroup.controllers of /sys/fs/cgroup"

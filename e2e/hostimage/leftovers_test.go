@@ -5,6 +5,7 @@ package hostimage
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -19,7 +20,7 @@ func TestNoCgroupLeft(t *testing.T) {
 	requirePID1(t, "s6-svscan")
 	parents := children(t, "/sys/fs/cgroup")
 	for _, p := range []string{ParentCgroup, vmtest.CgroupParent(t)} {
-		if !contains(parents, p) {
+		if !slices.Contains(parents, p) {
 			t.Fatalf("no %s: the steps before this one started no VM there", p)
 		}
 	}

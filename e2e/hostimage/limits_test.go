@@ -137,15 +137,6 @@ func TestLimitsReadBack(t *testing.T) {
 	}
 }
 
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
 func readInt(t *testing.T, dir, file string) int {
 	t.Helper()
 	s, err := cgroup.Read(dir, file)

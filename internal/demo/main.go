@@ -4,6 +4,9 @@
 // CAP_DAC_READ_SEARCH, and a non-root QEMU (TCG) with Debian trixie's
 // cloud kernel and a busybox guest that writes a file through virtiofs and
 // powers off on the ACPI power button.
+//
+// It is a tool of the repository, not of the product: no product package
+// may import it.
 package main
 
 import (

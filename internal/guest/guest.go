@@ -70,6 +70,8 @@
 //	are built into this kernel. Modules are decompressed on the host
 //	(.ko.xz -> .ko): busybox insmod can load .ko.xz, but only after a
 //	failed finit_module that logs "Invalid ELF header magic".
+//
+// It is test infrastructure: no product package may import it.
 package guest
 
 import (

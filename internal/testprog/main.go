@@ -1,5 +1,8 @@
 // Command testprog is a service for vmsup's tests: each mode does one
 // thing a test needs to observe from inside a VM.
+//
+// It is test infrastructure: no product package may import it, and vmsup
+// never runs it outside tests.
 package main
 
 import (

@@ -1,6 +1,9 @@
 // Package vmtest runs the real vmsup binary for tests: it builds it once,
 // starts VMs from configs, and checks that nothing is left behind.
 // Tests that use it need root; without root they fail, they do not skip.
+//
+// It is test infrastructure: no product package may import it. It must
+// remove only what its own test created (names carry VMSUP_TEST_TAG).
 package vmtest
 
 import (

@@ -2,6 +2,9 @@
 // part of package landlock that the service launcher needs too (for the
 // rules on its private /tmp and /dev/shm), kept free of fmt, os and
 // go-landlock's higher layer so that the launcher stays small.
+//
+// It owns adding one path rule. It must not import fmt, os or go-
+// landlock's higher layer, which the launcher would then link.
 package pathrule
 
 import (

@@ -4,12 +4,14 @@ import (
 	"runtime"
 	"strconv"
 	"syscall"
+
+	"vmsup/exit"
 )
 
 // Exec is the launcher: it runs in the child forked by Start, already in
 // the service's cgroup and its own mount namespace, and turns itself into
 // the service. It never returns: on failure it reports on the error pipe
-// and exits 127, like a shell that cannot run a command.
+// and exits 127 (exit.Launch), like a shell that cannot run a command.
 //
 // The order matters:
 //  1. descriptors: everything but 0-2 and the service's fds is marked
@@ -19,7 +21,8 @@ import (
 //  2. the view (view.go: a minimal /dev, /sys read-only, the VM's own
 //     runtime dir alone), private /tmp and /dev/shm, and the cover that
 //     refuses user namespaces, while still root;
-//  3. rlimits, while CAP_SYS_RESOURCE may still be held;
+//  3. rlimits, while CAP_SYS_RESOURCE may still be held, then the
+//     service's umask;
 //  4. Landlock: the rules on the new mounts, no_new_privs, then the
 //     ruleset the supervisor built is enforced on this thread;
 //  5. credentials and capabilities, on this same thread, then a session
@@ -36,11 +39,11 @@ func Exec() {
 	sp, err := decodeSpec()
 	if err != nil {
 		syscall.Write(2, []byte("vmsup-exec: "+err.Error()+"\n"))
-		syscall.Exit(127)
+		syscall.Exit(exit.Launch)
 	}
 	err = run(sp)
 	syscall.Write(sp.ErrFD, []byte(err.Error()))
-	syscall.Exit(127)
+	syscall.Exit(exit.Launch)
 }
 
 func run(sp *Spec) error {

@@ -6,20 +6,24 @@
 // sequence (descriptors, the service's view: a minimal /dev, /sys
 // read-only and its VM's runtime dir alone, private /tmp and /dev/shm,
 // the cover that
-// refuses user namespaces, rlimits, Landlock, credentials and
+// refuses user namespaces, rlimits, umask, Landlock, credentials and
 // capabilities, a session keyring, working directory, the seccomp
 // filter) ending in execve of the service.
 //
 // It is a binary of its own, not a mode of vmsup, because it starts once
 // per service launch and its start-up is most of a launch's cost: it
-// links only this package, x/sys and go-landlock's syscall layer (no
-// fmt, os or encoding/json, and nothing reflects at run time), so the
-// Go runtime touches few pages. The supervisor does everything that can
+// links only this package, x/sys, go-landlock's syscall layer and the
+// constants of package exit (no fmt, os or encoding/json, and nothing
+// reflects at run time), so the Go runtime touches few pages. The supervisor does everything that can
 // be done before the fork: it resolves the binary, opens the descriptors
 // and builds the Landlock ruleset and the seccomp program. Doing the
 // rest in a short-lived child keeps the supervisor unrestricted and
 // multithreaded; rlimits and LISTEN_PID are per-process and cannot be
 // set from a forking thread.
+//
+// It owns the steps between fork and exec. It must not import fmt, os,
+// encoding/json or anything that reflects, and it must not touch anything
+// outside the child it runs in but what the spec names.
 package launcher
 
 import (
