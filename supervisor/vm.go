@@ -336,6 +336,7 @@ func (v *vm) startEligible() {
 			logger.Printf("readiness notification: %v", err)
 		}
 		v.notify = nil
+		settle()
 	}
 }
 
