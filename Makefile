@@ -5,7 +5,7 @@ export PATH := $(PATH):/usr/local/go/bin
 export CGO_ENABLED := 0
 BIN := bin
 
-.PHONY: all deps build test test-hostimage test-long bench-100 bench-virtiofs test-fast bench fuzz demo clean
+.PHONY: all deps build test test-hostimage test-long bench-100 bench-1000 bench-virtiofs test-fast bench fuzz demo clean
 
 all: build
 
@@ -48,9 +48,15 @@ test-long: deps
 bench-virtiofs: deps
 	go test -count=1 -timeout 60m -run '^$$' -bench 'BenchmarkVirtiofsIO' -benchtime 1x ./e2e/
 
-# 100 VMs with 3 services each, started and stopped together.
+# 100 VMs with 3 services each, started and stopped together (after the
+# CPU floor: one VM at a time).
 bench-100: deps
 	VMSUP_BENCH_VMS=100 go test -count=1 -timeout 30m -run '^$$' -bench 'BenchmarkManyVMs' -benchtime 1x ./supervisor/
+
+# The same with 100 and then 1,000 VMs, and the growth from one to the
+# other: about 4 minutes here.
+bench-1000: deps
+	VMSUP_BENCH_VMS=100,1000 go test -count=1 -timeout 60m -run '^$$' -bench 'BenchmarkManyVMs' -benchtime 1x ./supervisor/
 
 # Each fuzz target of the config parser for FUZZTIME (plain `go test`
 # runs only their seed corpus). A failing input is written to

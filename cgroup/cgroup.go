@@ -104,6 +104,10 @@ func Populated(dir string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	return parsePopulated(dir, b)
+}
+
+func parsePopulated(dir string, b []byte) (bool, error) {
 	for _, line := range strings.Split(string(b), "\n") {
 		if v, ok := strings.CutPrefix(line, "populated "); ok {
 			return v != "0", nil
@@ -126,38 +130,36 @@ const DestroyTimeout = 5 * time.Second
 var ErrNotEmpty = errors.New("still has processes")
 
 // WaitEmpty blocks until no process is left in dir or below, or timeout
-// passes (ErrNotEmpty). It waits on inotify events of cgroup.events,
+// passes (ErrNotEmpty). It waits in poll(2) on cgroup.events itself,
+// which the kernel marks POLLPRI at each change (kernfs file events),
 // never by polling.
+// Not inotify: its instances are limited per user (128 by default), and
+// 1,000 VMs stopping at once would run out.
 func WaitEmpty(dir string, timeout time.Duration) error {
-	in, err := unix.InotifyInit1(unix.IN_CLOEXEC)
+	name := filepath.Join(dir, "cgroup.events")
+	fd, err := unix.Open(name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("inotify: %w", err)
+		return &os.PathError{Op: "open", Path: name, Err: err}
 	}
-	defer unix.Close(in)
-	events := filepath.Join(dir, "cgroup.events")
-	if _, err := unix.InotifyAddWatch(in, events, unix.IN_MODIFY); err != nil {
-		return fmt.Errorf("watch %s: %w", events, err)
-	}
+	defer unix.Close(fd)
 	deadline := time.Now().Add(timeout)
-	buf := make([]byte, 4096)
+	buf := make([]byte, 256)
 	for {
-		// Read after the watch is in place, so no change is missed.
-		pop, err := Populated(dir)
-		if err != nil || !pop {
+		// Each read re-arms the event: a change after it wakes the poll.
+		n, err := unix.Pread(fd, buf, 0)
+		if err != nil {
+			return &os.PathError{Op: "read", Path: name, Err: err}
+		}
+		if pop, err := parsePopulated(dir, buf[:n]); err != nil || !pop {
 			return err
 		}
 		left := time.Until(deadline)
 		if left <= 0 {
 			return fmt.Errorf("%s %w after %v", dir, ErrNotEmpty, timeout)
 		}
-		fds := []unix.PollFd{{Fd: int32(in), Events: unix.POLLIN}}
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLPRI}}
 		if _, err := unix.Poll(fds, int(left.Milliseconds())+1); err != nil && err != unix.EINTR {
-			return fmt.Errorf("poll inotify: %w", err)
-		}
-		if fds[0].Revents&unix.POLLIN != 0 {
-			if _, err := unix.Read(in, buf); err != nil && err != unix.EINTR {
-				return fmt.Errorf("read inotify: %w", err)
-			}
+			return fmt.Errorf("poll %s: %w", name, err)
 		}
 	}
 }

@@ -8,14 +8,20 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Mount returns where the cgroup v2 hierarchy is mounted: on
 // hybrid hosts /sys/fs/cgroup/unified, on pure v2 hosts /sys/fs/cgroup.
+// It reads mountinfo once a process: vmsup mounts no cgroup2 of its own,
+// and each stage asks several times (the outer stage three, PID 1 two as
+// it tears down, when 1,000 VMs may be tearing down with it).
 func Mount() (string, error) {
-	m, err := FindMount()
+	m, err := findMountOnce()
 	return m.Point, err
 }
+
+var findMountOnce = sync.OnceValues(FindMount)
 
 // MountEntry is the cgroup2 line of mountinfo.
 type MountEntry struct {
@@ -40,7 +46,7 @@ func FindMount() (MountEntry, error) {
 func ParseMountinfo(r io.Reader) (MountEntry, error) {
 	var found []MountEntry
 	s := bufio.NewScanner(r)
-	s.Buffer(make([]byte, 64*1024), 1024*1024)
+	s.Buffer(make([]byte, 0, 4096), 1024*1024) // grown for a longer line
 	for s.Scan() {
 		// id parent maj:min root mountpoint options [optional...] - fstype source superopts
 		pre, post, ok := strings.Cut(s.Text(), " - ")

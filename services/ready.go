@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -114,7 +115,13 @@ func WaitLine(ctx context.Context, r *os.File) error {
 // itself does not exist yet. check may ask for a timed retry.
 func waitPath(ctx context.Context, path string, check func() (done bool, retry time.Duration, err error)) error {
 	in, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
-	if err != nil {
+	if err == unix.EMFILE {
+		// The per-user limit, shared by every VM of the host waiting
+		// for a socket or a path at the same moment.
+		b, _ := os.ReadFile("/proc/sys/fs/inotify/max_user_instances")
+		return fmt.Errorf("inotify: %w: fs.inotify.max_user_instances (%s) is below the ready waits of all VMs starting at once; raise it",
+			err, strings.TrimSpace(string(b)))
+	} else if err != nil {
 		return fmt.Errorf("inotify: %w", err)
 	}
 	defer unix.Close(in)

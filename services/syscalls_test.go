@@ -125,8 +125,8 @@ func syscallDuel(t *testing.T, name string, allow []string) (map[string]string, 
 // The default filter refuses every attack with EPERM, although the
 // attacker holds the capability each needs: open_by_handle_at past a
 // masked directory, bpf, perf_event_open, userfaultfd, mount, unshare
-// (also through the i386 entry, which go-seccomp-bpf alone would let
-// fall to its default, allow) and clearing the user keyring it shares with a service of
+// (also through the i386 entry, which a filter matching only x86_64's
+// numbers would let fall to its default, allow) and clearing the user keyring it shares with a service of
 // the same uid, whose key stays. The service can still stack a filter
 // of its own.
 func TestSyscallFilterRefuses(t *testing.T) {

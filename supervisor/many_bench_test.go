@@ -1,10 +1,13 @@
 package supervisor_test
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -13,35 +16,145 @@ import (
 	"vmsup/internal/vmtest"
 )
 
-// BenchmarkManyVMs starts VMSUP_BENCH_VMS VMs (default 10; `make
-// bench-100` runs 100) together, each with three services that report
-// readiness on a notify_fd, as an s6-svscan would start them at boot.
-// It reports the time until every VM has sent its readiness newline;
-// once they are idle, the supervisor processes' memory (outer vmsup and
-// PID 1: PSS in total and per VM, RSS per VM) and wake-ups (context
-// switches over 5 s, as in BenchmarkIdle) per VM, and the services' own
-// PSS per VM for comparison; then it stops every VM at once and reports
-// the time until all have exited, and what was left behind (must be
-// zero). No launcher (vmsup-exec) may remain: each execs its service.
+// BenchmarkManyVMs starts VMs together, each with three services that
+// report readiness on a notify_fd, as an s6-svscan would start them at
+// boot. VMSUP_BENCH_VMS lists the sizes (default 10; `make bench-100`
+// runs 100, `make bench-1000` runs "100,1000"): one sub-benchmark each.
+//
+// First it measures the CPU floor: one VM at a time, the CPU time (user
+// and system, every process: the outer stage in a cgroup of the
+// benchmark's own, PID 1 and the services in the VM's) from `vmsup run`
+// until ready, and from SIGTERM until exit. floor-ms is that start cost
+// times the VMs divided by the cores: the wall time the start would take
+// with every core busy and nothing serialising VMs against each other.
+//
+// For each size it reports the time until every VM has sent its
+// readiness newline (and its ratio to the floor); once they are idle,
+// the supervisor processes' memory (outer vmsup and PID 1: PSS in total
+// and per VM, RSS per VM) and wake-ups (context switches over 5 s, as in
+// BenchmarkIdle) per VM, and the services' own PSS per VM for
+// comparison; then it stops every VM at once and reports the time until
+// all have exited, and what was left behind (must be zero). No launcher
+// (vmsup-exec) may remain: each execs its service. With several sizes it
+// prints the growth of start and stop from the first to the last.
 // It runs the VMs once whatever b.N is: run it with -benchtime 1x.
 func BenchmarkManyVMs(b *testing.B) {
-	n := 10
+	sizes := []int{10}
 	if v := os.Getenv("VMSUP_BENCH_VMS"); v != "" {
-		var err error
-		if n, err = strconv.Atoi(v); err != nil || n < 1 {
-			b.Fatalf("VMSUP_BENCH_VMS=%q: want a positive number", v)
+		sizes = nil
+		for _, f := range strings.Split(v, ",") {
+			n, err := strconv.Atoi(f)
+			if err != nil || n < 1 {
+				b.Fatalf("VMSUP_BENCH_VMS=%q: want positive numbers separated by commas", v)
+			}
+			sizes = append(sizes, n)
 		}
 	}
-	svc := func(name string) map[string]any {
-		return map[string]any{"name": name, "argv": []string{"/bin/sh", "-c", "echo >&3; exec sleep 100000 3>&-"},
-			"ready": map[string]any{"notify_fd": 3}}
-	}
 	vmtest.Bin(b, "vmsup") // built before the clock starts
+	startCPU, stopCPU := cpuFloor(b)
+	cores := runtime.NumCPU()
+	fmt.Printf("cpu floor: one VM's start %.1f ms CPU, its stop %.1f ms CPU (%d cores)\n",
+		ms(startCPU), ms(stopCPU), cores)
+	var first, last manyResult
+	for i, n := range sizes {
+		b.Run(fmt.Sprintf("vms=%d", n), func(b *testing.B) {
+			r := manyVMs(b, n)
+			floor := startCPU * time.Duration(n) / time.Duration(cores)
+			b.ReportMetric(ms(floor), "floor-ms")
+			b.ReportMetric(float64(r.ready)/float64(floor), "ready/floor")
+			if i == 0 {
+				first = r
+			}
+			last = r
+		})
+	}
+	if len(sizes) > 1 && first.ready > 0 && last.ready > 0 {
+		fmt.Printf("growth %d → %d VMs (%.0f×): start %.1f×, stop %.1f×\n",
+			first.n, last.n, float64(last.n)/float64(first.n),
+			float64(last.ready)/float64(first.ready), float64(last.stopped)/float64(first.stopped))
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// manyService is the service every VM of the benchmark runs three of.
+func manyService(name string) map[string]any {
+	return map[string]any{"name": name, "argv": []string{"/bin/sh", "-c", "echo >&3; exec sleep 100000 3>&-"},
+		"ready": map[string]any{"notify_fd": 3}}
+}
+
+// cpuFloor starts floorVMs VMs one after another and returns the mean
+// CPU time of one VM's start (until ready) and of its stop (SIGTERM
+// until exit), after a first VM that warms the page cache.
+func cpuFloor(b *testing.B) (start, stop time.Duration) {
+	const floorVMs = 5
+	parent := filepath.Join(vmtest.CgroupParent(b), "floor")
+	outer := filepath.Join(vmtest.CgroupParent(b), "floor-outer")
+	if err := os.MkdirAll(outer, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	od, err := os.Open(outer)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { od.Close(); os.Remove(outer); os.Remove(parent) })
+	// The VMs' cgroups are removed when they stop; their usage stays in
+	// their parent's cpu.stat.
+	used := func() time.Duration { return usage(b, outer) + usage(b, parent) }
+	for i := 0; i <= floorVMs; i++ {
+		c := vmtest.NewConfig(b, fmt.Sprintf("floor-%d", i), manyService("a"), manyService("b"), manyService("c"))
+		c["cgroup"] = filepath.Join(parent, fmt.Sprintf("floor-%d", i))
+		t0 := used()
+		vm := vmtest.Start(b, c, vmtest.Options{Notify: true, Cgroup: od})
+		buf := make([]byte, 1)
+		if k, _ := vm.Notify.Read(buf); k != 1 {
+			b.Fatalf("%s: not ready:\n%s", vm.Name, vm.Stderr.String())
+		}
+		t1 := used()
+		vm.Signal(syscall.SIGTERM)
+		if st := vm.Wait(time.Minute); st != 0 {
+			b.Fatalf("%s: status %d, want 0:\n%s", vm.Name, st, vm.Stderr.String())
+		}
+		t2 := used()
+		if i > 0 {
+			start += t1 - t0
+			stop += t2 - t1
+		}
+	}
+	return start / floorVMs, stop / floorVMs
+}
+
+// usage is dir's cpu.stat usage_usec (a core cgroup v2 file: no
+// controller needed), or 0 while dir does not exist yet.
+func usage(b *testing.B, dir string) time.Duration {
+	data, err := os.ReadFile(filepath.Join(dir, "cpu.stat"))
+	if errors.Is(err, os.ErrNotExist) {
+		return 0
+	} else if err != nil {
+		b.Fatal(err)
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(l, "usage_usec "); ok {
+			us, _ := strconv.ParseInt(v, 10, 64)
+			return time.Duration(us) * time.Microsecond
+		}
+	}
+	b.Fatalf("%s/cpu.stat: no usage_usec", dir)
+	return 0
+}
+
+type manyResult struct {
+	n              int
+	ready, stopped time.Duration
+}
+
+// manyVMs runs n VMs together and reports their figures.
+func manyVMs(b *testing.B, n int) manyResult {
 	vms := make([]*vmtest.VM, n)
 	readyAt := make(chan time.Time, n)
 	t0 := time.Now()
 	for i := range vms {
-		c := vmtest.NewConfig(b, fmt.Sprintf("many-%d", i), svc("a"), svc("b"), svc("c"))
+		c := vmtest.NewConfig(b, fmt.Sprintf("many-%d", i), manyService("a"), manyService("b"), manyService("c"))
 		c["shutdown_timeout"] = "60s"
 		vm := vmtest.Start(b, c, vmtest.Options{Notify: true})
 		vms[i] = vm
@@ -64,8 +177,8 @@ func BenchmarkManyVMs(b *testing.B) {
 			if at.After(last) {
 				last = at
 			}
-		case <-time.After(5 * time.Minute):
-			b.Fatal("not every VM was ready within 5 minutes")
+		case <-time.After(10 * time.Minute):
+			b.Fatal("not every VM was ready within 10 minutes")
 		}
 	}
 	allReady := last.Sub(t0)
@@ -130,4 +243,5 @@ func BenchmarkManyVMs(b *testing.B) {
 	b.ReportMetric(float64(allExited.Milliseconds()), "ms-all-stopped")
 	b.ReportMetric(float64(len(left)), "leftovers")
 	b.ReportMetric(0, "ns/op")
+	return manyResult{n: n, ready: allReady, stopped: allExited}
 }

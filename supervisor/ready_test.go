@@ -3,6 +3,7 @@ package supervisor_test
 import (
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -42,4 +43,30 @@ func TestReadyTimeout(t *testing.T) {
 		t.Errorf("failed after %v, before the timeout", el)
 	}
 	vm.AssertClean(time.Second)
+}
+
+// Once a service is ready its ready.timeout is called off: nothing of
+// vmsup's runs when it would have passed (on a host of idle VMs that was
+// ten wake-ups a service a timeout after every start: 19 here for two).
+// The Go runtime's monitor thread may still wake once at a stopped
+// timer's time (seen here: 1 or 2 for two services, 0 with no timeout).
+func TestReadyTimeoutCalledOff(t *testing.T) {
+	svc := func(name string) map[string]any {
+		return map[string]any{"name": name, "argv": []string{"/bin/sh", "-c", "echo >&3; exec sleep 100 3>&-"},
+			"ready": map[string]any{"notify_fd": 3, "timeout": "1s"}}
+	}
+	c := vmtest.NewConfig(t, "ready-calledoff", svc("a"), svc("b"))
+	vm := vmtest.Start(t, c, vmtest.Options{})
+	pid1 := vm.PID1()
+	vm.WaitFor("all services are ready", 10*time.Second)
+	time.Sleep(200 * time.Millisecond) // let the start-up's own work settle
+	before := switches([]int{pid1})
+	time.Sleep(2 * time.Second) // past both timeouts
+	if n := switches([]int{pid1}) - before; n > 2 {
+		t.Errorf("PID 1 woke %d times after its services were ready", n)
+	}
+	vm.Signal(syscall.SIGTERM)
+	if st := vm.Wait(10 * time.Second); st != 0 {
+		t.Fatalf("status %d:\n%s", st, vm.Stderr.String())
+	}
 }

@@ -178,6 +178,7 @@ func Run(o Options) int {
 		destroyVM(vm, cg)
 		return ExitTemp
 	}
+	settle()
 	status, reported := in.wait(stops)
 	if err := destroyVM(vm, cg); err != nil {
 		logger.Print(err)

@@ -336,6 +336,7 @@ func (v *vm) startEligible() {
 			logger.Printf("readiness notification: %v", err)
 		}
 		v.notify = nil
+		settle()
 	}
 }
 
@@ -497,6 +498,12 @@ func (v *vm) readied(s *service, gen int, err error) {
 	if err != nil {
 		logger.Printf("%s: will never be ready: %v", s.cfg.Name, err)
 		return
+	}
+	// The rule is met, so its timeout must not fire: that would wake PID
+	// 1 once for each service, a ready.timeout after every start.
+	if s.cancel != nil {
+		s.cancel()
+		s.cancel = nil
 	}
 	v.apply(s, transition(s.state, seReady, v.facts(s)))
 }

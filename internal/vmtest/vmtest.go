@@ -212,6 +212,9 @@ type Options struct {
 	// Wrap is a command that sets something up and then execs its
 	// arguments (vmsup and its own): vmsup keeps the PID Cmd started.
 	Wrap []string
+	// Cgroup, a cgroup v2 directory, is where vmsup starts (for
+	// measuring the outer stage's CPU time on its own).
+	Cgroup *os.File
 }
 
 // Start runs `vmsup run` on c.
@@ -252,6 +255,9 @@ func Start(t testing.TB, c Config, o Options) *VM {
 		cmd.ExtraFiles = ew
 	}
 	cmd.Env = append(append(os.Environ(), StatusEnv()), o.Env...)
+	if o.Cgroup != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(o.Cgroup.Fd())}
+	}
 	cmd.Stdout = vm.Stderr
 	cmd.Stderr = vm.Stderr
 	if err := cmd.Start(); err != nil {
