@@ -4,13 +4,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"strconv"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
-	"vmsup/cgroup"
 	"vmsup/landlock"
 	"vmsup/services"
 	"vmsup/status"
@@ -100,29 +98,6 @@ func startInner(o Options, raw []byte, claim *os.File, name string) (*inner, err
 	return in, nil
 }
 
-// handOver moves PID 1 into the supervisor's leaf of the claimed cgroup
-// and tells it to run the VM. From then on PID 1 removes the VM when this
-// process dies, as before it; only the kernel's reaping stands between.
-func (in *inner) handOver(cg *vmCgroup) error {
-	if err := cgroup.Write(cg.leaf, "cgroup.procs", strconv.Itoa(in.cmd.Process.Pid)); err != nil {
-		return fmt.Errorf("move PID 1 into %s: %w", cg.leaf, err)
-	}
-	if _, err := in.ctl.Write([]byte{ctlGo}); err != nil {
-		return fmt.Errorf("PID 1: %w", err)
-	}
-	return nil
-}
-
-// intend tells PID 1 what is about to be created (ctlCgroup,
-// ctlRuntimeDir): should this process die before it is marked, PID 1
-// knows the directory is this run's and not someone else's.
-func (in *inner) intend(what byte) error {
-	if _, err := in.ctl.Write([]byte{what}); err != nil {
-		return fmt.Errorf("PID 1: %w", err)
-	}
-	return nil
-}
-
 // abort ends PID 1 before the VM was handed over (it has done nothing).
 func (in *inner) abort() {
 	in.cmd.Process.Kill()
@@ -169,4 +144,32 @@ func (in *inner) close() {
 	if in.notify != nil {
 		in.notify.Close()
 	}
+}
+
+func innerStatus(ps *os.ProcessState, err error) int {
+	if ps == nil {
+		logger.Printf("PID 1: %v", err)
+		return ExitTemp
+	}
+	ws := ps.Sys().(syscall.WaitStatus)
+	if ws.Signaled() {
+		logger.Printf("PID 1 was killed by %s", unix.SignalName(ws.Signal()))
+		return ExitTemp
+	}
+	return ws.ExitStatus()
+}
+
+// memfile returns a sealed in-memory file holding b.
+func memfile(name string, b []byte) (*os.File, error) {
+	fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		return nil, fmt.Errorf("memfd: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), name)
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return nil, err
+	}
+	unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, unix.F_SEAL_WRITE|unix.F_SEAL_GROW|unix.F_SEAL_SHRINK|unix.F_SEAL_SEAL)
+	return f, nil
 }

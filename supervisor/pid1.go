@@ -1,7 +1,6 @@
 package supervisor
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -15,7 +14,6 @@ import (
 	"vmsup/cgroup"
 	"vmsup/config"
 	"vmsup/landlock"
-	"vmsup/owned"
 	"vmsup/services"
 )
 
@@ -168,54 +166,4 @@ func (v *vm) setup() error {
 		}
 	}
 	return nil
-}
-
-// handedOver waits for the outer stage to hand the VM over: ctlGo, or
-// end of file if it died first. It returns the intents (ctlCgroup,
-// ctlRuntimeDir) read before.
-func handedOver(ctl *os.File) (map[byte]bool, bool) {
-	intents := map[byte]bool{}
-	b := make([]byte, 1)
-	for {
-		if n, _ := ctl.Read(b); n != 1 {
-			return intents, false
-		}
-		if b[0] == ctlGo {
-			return intents, true
-		}
-		intents[b[0]] = true
-	}
-}
-
-// removeAbandoned removes the VM's cgroup and runtime directory when the
-// outer stage died before handing the VM over. This process holds the
-// VM's lock, so what carries the VM's mark is what the dead outer stage
-// created, or what an earlier crash left. An unmarked directory that the
-// outer stage said it was about to create is its own, killed between
-// mkdir and marking it: it is empty, and only rmdir'ed.
-func removeAbandoned(vm *config.VM, dir string, intents map[byte]bool) {
-	for _, d := range []struct {
-		path   string
-		intent byte
-	}{{dir, ctlCgroup}, {vm.RuntimeDir, ctlRuntimeDir}} {
-		if intents[d.intent] {
-			if _, err := owned.Check(d.path, vm.Name); errors.Is(err, owned.ErrForeign) {
-				unix.Rmdir(d.path)
-			}
-		}
-	}
-	leaveCgroup()
-	if err := removeVM(vm, dir); err != nil {
-		logger.Print(err)
-	}
-}
-
-// leaveCgroup moves this process to the cgroup2 root, out of the VM's
-// cgroup, so that it can be removed.
-func leaveCgroup() {
-	if mnt, err := cgroup.Mount(); err == nil {
-		if err := cgroup.Write(mnt, "cgroup.procs", strconv.Itoa(os.Getpid())); err != nil {
-			logger.Print(err)
-		}
-	}
 }

@@ -32,19 +32,14 @@
 package supervisor
 
 import (
-	"fmt"
 	"io"
 	"log"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
-	"vmsup/cgroup"
 	"vmsup/config"
 	"vmsup/s6"
 )
@@ -64,36 +59,6 @@ type Options struct {
 	ParentPID int    // 0: the process that started vmsup
 	NotifyFD  int    // -1: none
 }
-
-// ctlStop on the control pipe is a stop request (SIGTERM, SIGINT); the
-// second one makes the stop forceful.
-const ctlStop = 'T'
-
-// ctlGo on the control pipe, always its first byte, hands the VM over
-// to PID 1: its cgroup and runtime directory exist and PID 1 is in the
-// supervisor's leaf.
-const ctlGo = 'G'
-
-// ctlCgroup and ctlRuntimeDir on the control pipe, before ctlGo, say
-// that the VM's cgroup or runtime dir is about to be created.
-const (
-	ctlCgroup     = 'c'
-	ctlRuntimeDir = 'r'
-)
-
-// ctlDone on the control pipe answers PID 1's status (see handBack): the
-// outer stage has removed the VM's cgroup and runtime directory.
-const ctlDone = 'D'
-
-// Descriptors the inner stage receives.
-const (
-	fdConfig  = 3
-	fdControl = 4
-	fdOuter   = 5 // a pidfd of the outer stage
-	fdStatus  = 6 // PID 1 writes the VM's status here (handBack)
-	fdNotify  = 7
-	fdClaim   = 8 // the VM's lock: see claimVM
-)
 
 // cleanupTimeout bounds waiting for a killed cgroup to empty.
 const cleanupTimeout = 5 * time.Second
@@ -216,19 +181,6 @@ func load(path string) ([]byte, *config.VM, int) {
 	return raw, vm, 0
 }
 
-// vmCgroupDir is the VM's cgroup: as configured, or
-// <cgroup2 mount>/vmsup/<name>.
-func vmCgroupDir(vm *config.VM) (string, error) {
-	if vm.Cgroup != "" {
-		return vm.Cgroup, nil
-	}
-	mnt, err := cgroup.Mount()
-	if err != nil {
-		return "", fmt.Errorf("cgroup: %w", err)
-	}
-	return filepath.Join(mnt, "vmsup", vm.Name), nil
-}
-
 // neededControllers lists the cgroup controllers the limits use.
 func neededControllers(vm *config.VM) []string {
 	need := map[string]bool{}
@@ -251,32 +203,4 @@ func neededControllers(vm *config.VM) []string {
 		}
 	}
 	return out
-}
-
-func innerStatus(ps *os.ProcessState, err error) int {
-	if ps == nil {
-		logger.Printf("PID 1: %v", err)
-		return ExitTemp
-	}
-	ws := ps.Sys().(syscall.WaitStatus)
-	if ws.Signaled() {
-		logger.Printf("PID 1 was killed by %s", unix.SignalName(ws.Signal()))
-		return ExitTemp
-	}
-	return ws.ExitStatus()
-}
-
-// memfile returns a sealed in-memory file holding b.
-func memfile(name string, b []byte) (*os.File, error) {
-	fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
-	if err != nil {
-		return nil, fmt.Errorf("memfd: %w", err)
-	}
-	f := os.NewFile(uintptr(fd), name)
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return nil, err
-	}
-	unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, unix.F_SEAL_WRITE|unix.F_SEAL_GROW|unix.F_SEAL_SHRINK|unix.F_SEAL_SEAL)
-	return f, nil
 }
