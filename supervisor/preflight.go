@@ -263,14 +263,15 @@ type preflighted struct {
 }
 
 // preflight checks everything that can be checked without changing the
-// host, so that a config or host problem leaves nothing behind.
-func preflight(vm *config.VM) (*preflighted, int, error) {
+// host, so that a config or host problem leaves nothing behind. Its
+// error carries the exit status (exitError).
+func preflight(vm *config.VM) (*preflighted, error) {
 	if ps := Problems(vm); len(ps) > 0 {
 		var lines []string
 		for _, p := range ps {
 			lines = append(lines, "config: "+p.Error())
 		}
-		return nil, ExitConfig, errors.New(strings.Join(lines, "\n"))
+		return nil, configError(errors.New(strings.Join(lines, "\n")))
 	}
 	pf := &preflighted{}
 	switch vm.Landlock {
@@ -278,15 +279,15 @@ func preflight(vm *config.VM) (*preflighted, int, error) {
 		pf.abi = landlock.ABI()
 		if miss := landlock.Missing(pf.abi); miss != "" {
 			if vm.Landlock == config.LandlockRequired {
-				return nil, ExitTemp, fmt.Errorf(`landlock is required but %s; set "landlock": "best-effort" to run without it`, miss)
+				return nil, tempError(fmt.Errorf(`landlock is required but %s; set "landlock": "best-effort" to run without it`, miss))
 			}
 			logger.Printf("landlock best-effort: %s", miss)
 		}
 	}
 	dir, err := vmCgroupDir(vm)
 	if err != nil {
-		return nil, ExitTemp, err
+		return nil, tempError(err)
 	}
 	pf.cgroup = dir
-	return pf, 0, nil
+	return pf, nil
 }

@@ -32,6 +32,7 @@
 package supervisor
 
 import (
+	"errors"
 	"io"
 	"log"
 	"os"
@@ -58,6 +59,37 @@ type Options struct {
 	Config    string // path, or "-" for standard input
 	ParentPID int    // 0: the process that started vmsup
 	NotifyFD  int    // -1: none
+}
+
+// exitError is an error that ends `vmsup run` with its status: a
+// helper deep in the start says how bad its failure is, and Run, which
+// prints it, returns that status.
+type exitError struct {
+	status int
+	err    error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// Status is the exit status of `vmsup run` the error ends it with.
+func (e *exitError) Status() int { return e.status }
+
+// configError is a problem of the config or the installation: retrying
+// cannot help (ExitConfig).
+func configError(err error) error { return &exitError{ExitConfig, err} }
+
+// tempError is a failure of the system that may pass (ExitTemp).
+func tempError(err error) error { return &exitError{ExitTemp, err} }
+
+// exitStatus is the status err ends `vmsup run` with: its own, if it
+// carries one (exitError), else def.
+func exitStatus(err error, def int) int {
+	var e *exitError
+	if errors.As(err, &e) {
+		return e.Status()
+	}
+	return def
 }
 
 // cleanupTimeout bounds waiting for a killed cgroup to empty.
@@ -101,10 +133,10 @@ func Run(o Options) int {
 		logger.Print(err)
 		return ExitTemp
 	}
-	pf, status, err := preflight(vm)
+	pf, err := preflight(vm)
 	if err != nil {
 		logger.Print(err)
-		return status
+		return exitStatus(err, ExitTemp)
 	}
 	claim, err := claimVM(vm.Name, pf.cgroup)
 	if err != nil {
