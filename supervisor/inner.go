@@ -9,7 +9,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"vmsup/landlock"
 	"vmsup/services"
 	"vmsup/status"
 )
@@ -28,8 +27,8 @@ type inner struct {
 // namespace. It waits for the VM to be handed over (handOver) before it
 // does anything; end of file on its control pipe before that means this
 // process died while creating the VM, and PID 1 removes what it created.
-func startInner(o Options, raw []byte, claim *os.File, name string) (*inner, error) {
-	cfgFile, err := memfile("vmsup-config", raw)
+func startInner(o Options, h *handoff, raw []byte, claim *os.File, name string) (*inner, error) {
+	cfgFile, err := handoffFile(h, raw)
 	if err != nil {
 		return nil, err
 	}
@@ -57,24 +56,21 @@ func startInner(o Options, raw []byte, claim *os.File, name string) (*inner, err
 	// ps shows which VM this PID 1 runs: "vmsup-pid1 NAME".
 	cmd.Args = []string{"vmsup-pid1", name}
 	cmd.Env = []string{"PATH=" + services.DefaultPath}
-	for _, k := range []string{landlock.ABIMaxEnv, status.DirEnv} {
-		if v := os.Getenv(k); v != "" {
-			cmd.Env = append(cmd.Env, k+"="+v)
-		}
+	if v := os.Getenv(status.DirEnv); v != "" {
+		cmd.Env = append(cmd.Env, status.DirEnv+"="+v)
 	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stderr, os.Stderr
-	// ExtraFiles[i] becomes fd 3+i in PID 1.
-	cmd.ExtraFiles = make([]*os.File, fdClaim-2)
-	cmd.ExtraFiles[fdConfig-3] = cfgFile
-	cmd.ExtraFiles[fdControl-3] = ctlR
-	cmd.ExtraFiles[fdOuter-3] = outer
-	cmd.ExtraFiles[fdStatus-3] = stW
-	cmd.ExtraFiles[fdClaim-3] = claim
+	cmd.ExtraFiles = make([]*os.File, fdClaim-fdExtra+1)
+	cmd.ExtraFiles[fdConfig-fdExtra] = cfgFile
+	cmd.ExtraFiles[fdControl-fdExtra] = ctlR
+	cmd.ExtraFiles[fdOuter-fdExtra] = outer
+	cmd.ExtraFiles[fdStatus-fdExtra] = stW
+	cmd.ExtraFiles[fdClaim-fdExtra] = claim
 	if o.NotifyFD >= 0 {
 		in.notify = os.NewFile(uintptr(o.NotifyFD), "notify")
 		// Ours alone from now on: not inherited by anything but PID 1.
 		unix.CloseOnExec(o.NotifyFD)
-		cmd.ExtraFiles[fdNotify-3] = in.notify
+		cmd.ExtraFiles[fdNotify-fdExtra] = in.notify
 		cmd.Args = append(cmd.Args, "notify")
 	}
 	// A session of its own: what is sent to this process's group (a

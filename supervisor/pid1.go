@@ -2,7 +2,6 @@ package supervisor
 
 import (
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"strconv"
@@ -13,7 +12,6 @@ import (
 
 	"vmsup/cgroup"
 	"vmsup/config"
-	"vmsup/landlock"
 	"vmsup/services"
 )
 
@@ -36,21 +34,16 @@ func Init() int {
 	survivePipes()
 
 	cfgFile := os.NewFile(fdConfig, "config")
-	raw, rerr := config.Read(io.NewSectionReader(cfgFile, 0, 1<<30), "config")
+	h, raw, err := readHandoff(cfgFile)
 	cfgFile.Close()
-	if rerr != nil {
-		logger.Printf("config: %v", rerr)
+	if err != nil {
+		logger.Printf("config: %v", err)
 		return ExitTemp
 	}
 	vmc, errs := config.Parse(raw)
 	if len(errs) > 0 {
 		logger.Printf("config: %v", errs[0])
 		return ExitConfig
-	}
-	cgroupDir, err := vmCgroupDir(vmc)
-	if err != nil {
-		logger.Print(err)
-		return ExitTemp
 	}
 	ctl := os.NewFile(fdControl, "control")
 	outer := os.NewFile(fdOuter, "outer")
@@ -60,7 +53,7 @@ func Init() int {
 		notify = os.NewFile(fdNotify, "notify")
 	}
 	// Nothing inherited may reach a service.
-	unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
+	unix.CloseRange(fdExtra, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
 
 	// The VM's lock, the same open file as the outer stage's: held
 	// until this process exits too (see claimVM).
@@ -69,7 +62,7 @@ func Init() int {
 	intents, ok := handedOver(ctl)
 	if !ok {
 		logger.Print("the outer vmsup died while creating the VM: removing what it created")
-		removeAbandoned(vmc, cgroupDir, intents)
+		removeAbandoned(vmc, h.Cgroup, intents)
 		return ExitTemp
 	}
 	outer.Close()
@@ -79,10 +72,10 @@ func Init() int {
 	umask := syscall.Umask(0o077)
 
 	v := newVM(vmc, notify, umask)
-	v.cgroupDir = cgroupDir
+	v.cgroupDir = h.Cgroup
 	go v.readControl(ctl)
 
-	if err := v.setup(); err != nil {
+	if err := v.setup(h); err != nil {
 		logger.Print(err)
 		v.teardown()
 		return ExitTemp
@@ -126,30 +119,20 @@ func (v *vm) handBack(status int, report *os.File) {
 	removeVM(v.cfg, v.cgroupDir)
 }
 
-// setup prepares everything the services need before the first starts.
-func (v *vm) setup() error {
-	exe, err := services.LauncherPath()
-	if err != nil {
-		return err
-	}
-	services.Launcher = exe
+// setup prepares everything the services need before the first starts,
+// with what the outer stage found (h).
+func (v *vm) setup(h *handoff) error {
+	services.Launcher = h.Launcher
 	if err := v.openStatus(); err != nil {
 		return err
 	}
 	if err := setupMounts(v.cfg.Mount, v.statusDir()); err != nil {
 		return err
 	}
-	abi := 0
-	if v.cfg.Landlock != config.LandlockOff {
-		abi = landlock.ABI()
-	}
-	for _, s := range v.svcs {
+	for i, s := range v.svcs {
 		c := s.cfg
-		path, err := services.Resolve(c)
-		if err != nil {
-			return fmt.Errorf("%s: %w", c.Name, err)
-		}
-		if s.spec, err = services.NewSpec(c, path, abi, v.cfg.GID, v.umask); err != nil {
+		var err error
+		if s.spec, err = services.NewSpec(c, h.Paths[i], h.ABI, v.cfg.GID, v.umask); err != nil {
 			return err
 		}
 		if err := s.spec.SetView(v.cfg, c); err != nil {

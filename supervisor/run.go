@@ -138,13 +138,13 @@ func Run(o Options) int {
 		logger.Print(err)
 		return exitStatus(err, ExitTemp)
 	}
-	claim, err := claimVM(vm.Name, pf.cgroup)
+	claim, err := claimVM(vm.Name, pf.Cgroup)
 	if err != nil {
 		logger.Print(err)
 		return ExitTemp
 	}
 	defer claim.Close()
-	stale, err := inspect(vm, pf.cgroup)
+	stale, err := inspect(vm, pf.Cgroup)
 	if err != nil {
 		logger.Print(err)
 		return ExitConfig
@@ -152,13 +152,13 @@ func Run(o Options) int {
 	// PID 1 comes first, before anything is created: from the first
 	// thing created on, a SIGKILL of this process leaves PID 1 to remove
 	// it (see handOver).
-	in, err := startInner(o, raw, claim, vm.Name)
+	in, err := startInner(o, pf, raw, claim, vm.Name)
 	if err != nil {
 		logger.Print(err)
 		return ExitTemp
 	}
 	defer in.close()
-	cg, err := makeCgroup(in, vm.Name, pf.cgroup, stale, neededControllers(vm))
+	cg, err := makeCgroup(in, vm.Name, pf.Cgroup, stale, neededControllers(vm))
 	if err != nil {
 		logger.Print(err)
 		in.abort()
