@@ -122,7 +122,7 @@ func (v *vm) handBack(status int, report *os.File) {
 // setup prepares everything the services need before the first starts,
 // with what the outer stage found (h).
 func (v *vm) setup(h *handoff) error {
-	services.Launcher = h.Launcher
+	v.launcher = h.Launcher
 	if err := v.openStatus(); err != nil {
 		return err
 	}

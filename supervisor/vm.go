@@ -158,6 +158,7 @@ type vm struct {
 	notify    *os.File
 	umask     int
 	cgroupDir string
+	launcher  string // vmsup-exec
 
 	phase     phase
 	stops     int
@@ -371,7 +372,7 @@ func (v *vm) start(s *service) {
 		return
 	}
 	defer logW.Close()
-	l, err := services.Start(s.spec, files, logW, int(s.cgroupFD.Fd()))
+	l, err := services.Start(v.launcher, s.spec, files, logW, int(s.cgroupFD.Fd()))
 	if err != nil {
 		v.launchFailed(s, err)
 		return
