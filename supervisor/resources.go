@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync"
 
 	"vmsup/cgroup"
 	"vmsup/config"
@@ -109,8 +108,6 @@ func (v *vm) logPipe(name string) (*os.File, error) {
 	return w, nil
 }
 
-var stderrMu sync.Mutex
-
 func copyLines(name string, r io.Reader) {
 	br := bufio.NewReaderSize(r, 4096)
 	for {
@@ -123,9 +120,7 @@ func copyLines(name string, r io.Reader) {
 			if out[len(out)-1] != '\n' {
 				out = append(out, '\n')
 			}
-			stderrMu.Lock()
-			os.Stderr.Write(out)
-			stderrMu.Unlock()
+			stderr.Write(out)
 		}
 		if err != nil && err != bufio.ErrBufferFull {
 			return

@@ -38,6 +38,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -95,8 +96,25 @@ func exitStatus(err error, def int) int {
 // cleanupTimeout bounds waiting for a killed cgroup to empty.
 const cleanupTimeout = 5 * time.Second
 
+// stderr is the one writer of vmsup's standard error: its own messages
+// (logger) and the services' output lines (copyLines) each reach it in
+// one Write, and it passes one Write at a time, so no line is cut into
+// another.
+var stderr = &serialWriter{w: os.Stderr}
+
+type serialWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *serialWriter) Write(b []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(b)
+}
+
 // logger writes vmsup's messages, every line of each prefixed.
-var logger = log.New(prefixLines{os.Stderr, "vmsup: "}, "", 0)
+var logger = log.New(prefixLines{stderr, "vmsup: "}, "", 0)
 
 // prefixLines writes each line of every message with its prefix, so a
 // multi-line message (every problem preflight found) reads as lines of
