@@ -54,10 +54,6 @@ func readHandoff(f *os.File) (*handoff, []byte, error) {
 // second one makes the stop forceful.
 const ctlStop = 'T'
 
-// ctlDone on the control pipe answers PID 1's status (see handBack): the
-// outer stage has removed the VM's cgroup and runtime directory.
-const ctlDone = 'D'
-
 // Descriptors the inner stage receives: exec.Cmd.ExtraFiles[i] becomes
 // fd fdExtra+i (inner.go builds it by these numbers).
 const (
@@ -65,7 +61,6 @@ const (
 	fdConfig  = 3 // the hand-off and the config (handoffFile)
 	fdControl = 4
 	fdOuter   = 5 // a pidfd of the outer stage
-	fdStatus  = 6 // PID 1 writes the VM's status here (handBack)
-	fdNotify  = 7
-	fdClaim   = 8 // the VM's lock: see claimVM; the highest
+	fdNotify  = 6
+	fdClaim   = 7 // the VM's lock: see claimVM; the highest
 )

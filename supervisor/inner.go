@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -20,7 +19,6 @@ type inner struct {
 	ctl    *os.File // write end of the control pipe
 	notify *os.File
 	done   chan error
-	status chan int // the status PID 1 reported (handBack)
 }
 
 // startInner starts the inner stage as PID 1 of a new PID and mount
@@ -45,13 +43,7 @@ func startInner(o Options, h *handoff, raw []byte, claim *os.File, name string) 
 	}
 	outer := os.NewFile(uintptr(self), "vmsup")
 	defer outer.Close()
-	stR, stW, err := os.Pipe()
-	if err != nil {
-		ctlW.Close()
-		return nil, err
-	}
-	defer stW.Close()
-	in := &inner{ctl: ctlW, done: make(chan error, 1), status: make(chan int, 1)}
+	in := &inner{ctl: ctlW, done: make(chan error, 1)}
 	cmd := exec.Command("/proc/self/exe")
 	// ps shows which VM this PID 1 runs: "vmsup-pid1 NAME".
 	cmd.Args = []string{"vmsup-pid1", name}
@@ -64,7 +56,6 @@ func startInner(o Options, h *handoff, raw []byte, claim *os.File, name string) 
 	cmd.ExtraFiles[fdConfig-fdExtra] = cfgFile
 	cmd.ExtraFiles[fdControl-fdExtra] = ctlR
 	cmd.ExtraFiles[fdOuter-fdExtra] = outer
-	cmd.ExtraFiles[fdStatus-fdExtra] = stW
 	cmd.ExtraFiles[fdClaim-fdExtra] = claim
 	if o.NotifyFD >= 0 {
 		in.notify = os.NewFile(uintptr(o.NotifyFD), "notify")
@@ -78,19 +69,11 @@ func startInner(o Options, h *handoff, raw []byte, claim *os.File, name string) 
 	// it once.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS, Setsid: true}
 	if err := cmd.Start(); err != nil {
-		stR.Close()
 		in.close()
 		return nil, fmt.Errorf("start PID 1: %w", err)
 	}
 	in.cmd = cmd
 	go func() { in.done <- cmd.Wait() }()
-	go func() {
-		b := make([]byte, 1)
-		if n, _ := stR.Read(b); n == 1 {
-			in.status <- int(b[0])
-		}
-		stR.Close()
-	}()
 	return in, nil
 }
 
@@ -100,38 +83,17 @@ func (in *inner) abort() {
 	<-in.done
 }
 
-// wait waits for PID 1 to report the VM's status (handBack), or to end
-// without, while forwarding stop requests; it returns the VM's exit
-// status and whether PID 1 reported it and waits for release.
-func (in *inner) wait(stops <-chan os.Signal) (int, bool) {
+// wait waits for PID 1 to exit, while forwarding stop requests; it
+// returns the VM's exit status.
+func (in *inner) wait(stops <-chan os.Signal) int {
 	for {
 		select {
 		case sig := <-stops:
 			logger.Printf("%s: stopping", unix.SignalName(sig.(syscall.Signal)))
 			in.ctl.Write([]byte{ctlStop})
-		case st := <-in.status:
-			return st, true
 		case err := <-in.done:
-			select {
-			case st := <-in.status:
-				return st, false
-			default:
-			}
-			return innerStatus(in.cmd.ProcessState, err), false
+			return innerStatus(in.cmd.ProcessState, err)
 		}
-	}
-}
-
-// release tells PID 1, waiting after its report, that the VM is removed,
-// and waits for it to exit.
-func (in *inner) release() {
-	in.ctl.Write([]byte{ctlDone})
-	select {
-	case <-in.done:
-	case <-time.After(cleanupTimeout):
-		logger.Print("PID 1 did not exit after the VM was removed: killing it")
-		in.cmd.Process.Kill()
-		<-in.done
 	}
 }
 

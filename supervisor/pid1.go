@@ -4,13 +4,11 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"strconv"
 	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 
-	"vmsup/cgroup"
 	"vmsup/config"
 	"vmsup/services"
 )
@@ -26,7 +24,7 @@ import (
 // shape the mount namespace; bind the services' sockets and open their
 // devices; make their network namespaces and TAPs (tap.go); create the
 // service cgroups with their limits. Then the event loop runs the VM
-// (see vm.go), and PID 1 hands it back (handBack).
+// (see vm.go) and removes it at its end (teardown).
 func Init() int {
 	unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&[]byte("vmsup-pid1\x00")[0])), 0, 0, 0)
 	sigs := make(chan os.Signal, 16)
@@ -47,7 +45,6 @@ func Init() int {
 	}
 	ctl := os.NewFile(fdControl, "control")
 	outer := os.NewFile(fdOuter, "outer")
-	report := os.NewFile(fdStatus, "status")
 	var notify *os.File
 	if len(os.Args) > 2 && os.Args[2] == "notify" { // argv: vmsup-pid1 NAME [notify]
 		notify = os.NewFile(fdNotify, "notify")
@@ -80,43 +77,7 @@ func Init() int {
 		v.teardown()
 		return ExitTemp
 	}
-	status := v.run(sigs)
-	if !v.orphaned {
-		v.handBack(status, report)
-	}
-	return status
-}
-
-// handBack gives the VM back to the outer stage: PID 1 reports the
-// status and waits for ctlDone, the outer stage's word that it has run
-// its own removal (destroyVM: the status record, and anything PID 1's
-// teardown could not remove). The outer stage can die at any moment
-// (with its parent, say): then PID 1 reads end of file instead and runs
-// the removal again itself. Both removals take only what carries the
-// VM's mark, so running them twice is harmless; teardown has already
-// removed the cgroup and runtime dir, so that neither depends on the
-// other stage surviving. The VM's lock keeps any other vmsup of this VM
-// out until both stages have exited.
-func (v *vm) handBack(status int, report *os.File) {
-	if mnt, err := cgroup.Mount(); err == nil {
-		if err := cgroup.Write(mnt, "cgroup.procs", strconv.Itoa(os.Getpid())); err != nil {
-			logger.Print(err)
-		}
-	}
-	_, err := report.Write([]byte{byte(status)})
-	report.Close()
-	for err == nil {
-		e := <-v.events
-		if e.kind != evControl || (e.err == nil && e.b != ctlDone) {
-			continue
-		}
-		if e.err == nil {
-			return
-		}
-		err = e.err
-	}
-	logger.Print("the outer vmsup died before removing the VM: removing it")
-	removeVM(v.cfg, v.cgroupDir)
+	return v.run(sigs)
 }
 
 // setup prepares everything the services need before the first starts,

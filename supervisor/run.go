@@ -23,12 +23,12 @@
 // kernel closes the write end and the inner stage reads end of file. It
 // then kills every service, removes the VM's cgroups and runtime directory
 // and exits, which makes the kernel remove every process and mount left.
-// Conversely, when the inner stage has stopped the VM (it then reports
-// the status on a pipe of its own and waits, out of the VM's cgroup,
-// until the outer stage has removed the VM, and removes it itself if the
-// outer stage dies meanwhile) or is killed, the outer stage removes
-// whatever it left. Each stage cleans up after the other; a later
-// start cleans up after both.
+// The inner stage removes them too when it has stopped the VM by
+// itself, whether or not the outer stage is still there: the outer
+// stage may be killed at any moment after the inner stage has exited.
+// Conversely, when the inner stage has exited or is killed, the outer
+// stage removes whatever it left. Each stage cleans up after the other;
+// a later start cleans up after both.
 package supervisor
 
 import (
@@ -192,15 +192,12 @@ func Run(o Options) int {
 		destroyVM(vm, cg)
 		return ExitTemp
 	}
-	status, reported := in.wait(stops)
+	status = in.wait(stops)
 	if err := destroyVM(vm, cg); err != nil {
 		logger.Print(err)
 		if status == ExitGraceful {
 			status = ExitTemp
 		}
-	}
-	if reported {
-		in.release()
 	}
 	return status
 }

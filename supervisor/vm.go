@@ -165,7 +165,6 @@ type vm struct {
 	failed    bool
 	byItself  bool // the VM began to stop without a stop request
 	announced bool
-	orphaned  bool // the outer stage is gone
 	deadline  *time.Timer
 	logs      sync.WaitGroup // one per service output pipe still open
 	status    *recorder      // the state record (status.go)
@@ -228,7 +227,6 @@ func (v *vm) handle(e event) {
 	switch e.kind {
 	case evControl:
 		if e.err != nil {
-			v.orphaned = true
 			logger.Print("the outer vmsup is gone: killing the VM")
 			v.kill()
 		} else if e.b == ctlStop {
