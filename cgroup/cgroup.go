@@ -32,6 +32,10 @@ import (
 	"vmsup/owned"
 )
 
+// DestroyTimeout is how long vmsup waits for a killed cgroup to empty
+// and be removed (Destroy's timeout).
+const DestroyTimeout = 5 * time.Second
+
 // Controllers lists the controllers available to the cgroup at dir
 // (its cgroup.controllers).
 func Controllers(dir string) ([]string, error) {

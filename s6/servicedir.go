@@ -8,10 +8,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 
 	"golang.org/x/sys/unix"
 
+	"vmsup/cgroup"
 	"vmsup/config"
 )
 
@@ -24,9 +24,10 @@ const (
 // KillMargin is how long after shutdown_timeout s6-supervise waits before
 // it SIGKILLs vmsup (timeout-kill). vmsup ends by itself at
 // shutdown_timeout plus the time it takes to kill and remove the VM's
-// cgroups (bounded by 5 s per cgroup), so s6 only has to step in when
-// vmsup itself is stuck.
-const KillMargin = 10 * time.Second
+// cgroups: the services' cgroups, killed together, then the VM's own,
+// each wait bounded by cgroup.DestroyTimeout; so s6 only has to step in
+// when vmsup itself is stuck.
+const KillMargin = 2 * cgroup.DestroyTimeout
 
 // Style says in which language the run and finish scripts are written.
 type Style int

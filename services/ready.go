@@ -20,6 +20,13 @@ func WaitExists(ctx context.Context, path string) error {
 	})
 }
 
+// The pause after a refused connection to a ready socket (WaitSocket):
+// refusedFirst, doubling up to refusedMax.
+const (
+	refusedFirst = time.Millisecond
+	refusedMax   = time.Second
+)
+
 // WaitSocket returns once the UNIX socket at path, owned by owner (the
 // service's uid) or bound by vmsup, accepts a connection (see Dial).
 // With greet it also waits for the service's first byte on that
@@ -31,7 +38,7 @@ func WaitExists(ctx context.Context, path string) error {
 // then is the attempt repeated after a growing pause (1 ms doubling to
 // 1 s), since listen(2) produces no file system event.
 func WaitSocket(ctx context.Context, path string, owner uint32, greet bool) error {
-	pause := time.Millisecond
+	pause := refusedFirst
 	conn := -1
 	err := waitPath(ctx, path, func() (bool, time.Duration, error) {
 		fd, err := Dial(path, owner)
@@ -40,11 +47,11 @@ func WaitSocket(ctx context.Context, path string, owner uint32, greet bool) erro
 			conn = fd
 			return true, 0, nil
 		case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ENOTDIR):
-			pause = time.Millisecond
+			pause = refusedFirst
 			return false, 0, nil
 		}
 		p := pause
-		pause = min(2*pause, time.Second)
+		pause = min(2*pause, refusedMax)
 		return false, p, nil
 	})
 	if err != nil || conn < 0 {

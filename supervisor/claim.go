@@ -141,7 +141,7 @@ type vmCgroup struct {
 func makeCgroup(in *inner, name, dir string, stale staleState, controllers []string) (*vmCgroup, error) {
 	if stale.cgroup {
 		logger.Printf("removing %s left by an earlier run", dir)
-		if err := cgroup.Destroy(dir, cleanupTimeout); err != nil {
+		if err := cgroup.Destroy(dir, cgroup.DestroyTimeout); err != nil {
 			return nil, fmt.Errorf("stale cgroup: %w", err)
 		}
 	}
@@ -160,7 +160,7 @@ func makeCgroup(in *inner, name, dir string, stale staleState, controllers []str
 	}
 	cg := &vmCgroup{dir: dir, leaf: filepath.Join(dir, "supervisor")}
 	fail := func(err error) (*vmCgroup, error) {
-		cgroup.Destroy(dir, cleanupTimeout)
+		cgroup.Destroy(dir, cgroup.DestroyTimeout)
 		return nil, err
 	}
 	if err := cgroup.Mkdir(cg.leaf); err != nil {
@@ -366,7 +366,7 @@ func removeVM(vm *config.VM, cgroupDir string) error {
 	if exists, err := owned.Check(cgroupDir, vm.Name); err != nil {
 		errs = append(errs, fmt.Errorf("cgroup: %w: left as it is", err))
 	} else if exists {
-		if err := cgroup.Destroy(cgroupDir, cleanupTimeout); err != nil {
+		if err := cgroup.Destroy(cgroupDir, cgroup.DestroyTimeout); err != nil {
 			errs = append(errs, fmt.Errorf("cgroup: %w", err))
 		}
 	}

@@ -108,8 +108,12 @@ func (v *vm) logPipe(name string) (*os.File, error) {
 	return w, nil
 }
 
+// logLineMax is the longest output line copyLines passes in one piece;
+// a longer one reaches stderr as several lines, each with the name.
+const logLineMax = 4096
+
 func copyLines(name string, r io.Reader) {
-	br := bufio.NewReaderSize(r, 4096)
+	br := bufio.NewReaderSize(r, logLineMax)
 	for {
 		line, err := br.ReadSlice('\n')
 		if len(line) > 0 {

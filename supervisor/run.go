@@ -40,7 +40,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"time"
 
 	"vmsup/config"
 	"vmsup/s6"
@@ -92,9 +91,6 @@ func exitStatus(err error, def int) int {
 	}
 	return def
 }
-
-// cleanupTimeout bounds waiting for a killed cgroup to empty.
-const cleanupTimeout = 5 * time.Second
 
 // stderr is the one writer of vmsup's standard error: its own messages
 // (logger) and the services' output lines (copyLines) each reach it in

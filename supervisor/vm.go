@@ -89,6 +89,10 @@ import (
 
 type phase int
 
+// logFlushTimeout bounds how long teardown waits for the services' last
+// output lines once every service process is gone.
+const logFlushTimeout = time.Second
+
 const (
 	running phase = iota
 	stopping
@@ -629,7 +633,7 @@ func (v *vm) teardown() {
 		if s.cgroup == "" {
 			continue
 		}
-		if err := cgroup.Destroy(s.cgroup, cleanupTimeout); err != nil {
+		if err := cgroup.Destroy(s.cgroup, cgroup.DestroyTimeout); err != nil {
 			logger.Print(err)
 		}
 	}
@@ -639,7 +643,7 @@ func (v *vm) teardown() {
 	go func() { v.logs.Wait(); close(flushed) }()
 	select {
 	case <-flushed:
-	case <-time.After(time.Second):
+	case <-time.After(logFlushTimeout):
 	}
 	// Only the sockets bound here: a path another process holds (the
 	// reason a start failed) is not ours to remove.
