@@ -35,6 +35,8 @@ func handoffFile(h *handoff, raw []byte) (*os.File, error) {
 
 // readHandoff reads what handoffFile wrote.
 func readHandoff(f *os.File) (*handoff, []byte, error) {
+	// From offset 0: the open file is the outer stage's, whose writes
+	// left its offset at the end.
 	b, err := io.ReadAll(io.NewSectionReader(f, 0, 1<<30))
 	if err != nil {
 		return nil, nil, err
