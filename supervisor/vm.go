@@ -131,12 +131,11 @@ type event struct {
 }
 
 type service struct {
-	cfg    *config.Service
-	spec   *services.Spec
-	state  svcState
-	pid    int
-	gen    int
-	launch *services.Launch
+	cfg   *config.Service
+	spec  *services.Spec
+	state svcState
+	pid   int
+	gen   int
 
 	everReady bool
 	launchErr error
@@ -379,7 +378,7 @@ func (v *vm) start(s *service) {
 		v.launchFailed(s, err)
 		return
 	}
-	s.state, s.pid, s.launch, s.startedAt = launching, l.Pid, l, time.Now()
+	s.state, s.pid, s.startedAt = launching, l.Pid, time.Now()
 	v.byPid[l.Pid] = s
 	gen := s.gen
 	go func() { v.send(event{kind: evLaunched, svc: s, gen: gen, err: <-l.Result}) }()
