@@ -39,6 +39,10 @@ import (
 	"vmsup/owned"
 )
 
+// DestroyTimeout is how long vmsup waits for a killed cgroup to empty
+// and be removed (Destroy's timeout).
+const DestroyTimeout = 5 * time.Second
+
 // Controllers lists the controllers available to the cgroup at dir
 // (its cgroup.controllers).
 func Controllers(dir string) ([]string, error) {
@@ -120,10 +124,6 @@ func parsePopulated(dir string, b []byte) (bool, error) {
 func Kill(dir string) error {
 	return Write(dir, "cgroup.kill", "1")
 }
-
-// DestroyTimeout is how long vmsup waits for one killed cgroup to empty
-// and be removed before it gives up.
-const DestroyTimeout = 5 * time.Second
 
 // ErrNotEmpty is WaitEmpty's error when processes are still in the
 // cgroup at its timeout.

@@ -25,8 +25,9 @@ const (
 // KillMargin is how long after shutdown_timeout s6-supervise waits before
 // it SIGKILLs vmsup (timeout-kill). vmsup ends by itself at
 // shutdown_timeout plus the time it takes to kill and remove the VM's
-// cgroups (bounded by cgroup.DestroyTimeout per cgroup); twice that is
-// the margin, so s6 only has to step in when vmsup itself is stuck.
+// cgroups: the services' cgroups, killed together, then the VM's own,
+// each wait bounded by cgroup.DestroyTimeout; so s6 only has to step in
+// when vmsup itself is stuck.
 const KillMargin = 2 * cgroup.DestroyTimeout
 
 // Style says in which language the run and finish scripts are written.

@@ -12,9 +12,6 @@ import (
 	"vmsup/services/launcher"
 )
 
-// Launcher is the path of vmsup-exec; see LauncherPath.
-var Launcher string
-
 // LauncherPath returns vmsup-exec, which is installed next to vmsup.
 func LauncherPath() (string, error) {
 	self, err := os.Executable()
@@ -35,15 +32,17 @@ type Launch struct {
 	Result <-chan error
 }
 
-// Start forks the launcher into the cgroup open at cgroupFD and a new
-// mount namespace. files maps the service's descriptor numbers to what
-// it receives there; out becomes its stdout and stderr.
+// Start forks the launcher exe (vmsup-exec, see LauncherPath) into the
+// cgroup open at cgroupFD and a new mount namespace. files maps the
+// service's descriptor numbers to what it receives there; out becomes
+// its stdout and stderr. sp is not changed: what differs from one launch
+// to the next (descriptor numbers, the ruleset) goes into a copy.
 //
 // The outcome arrives through a close-on-exec pipe: end of file with no
 // data means execve succeeded, anything else is the launcher's error.
 // The supervisor must not treat an exit seen before the outcome as final:
 // Result always arrives, at the latest when the launcher dies.
-func Start(sp *Spec, files map[int]*os.File, out *os.File, cgroupFD int) (*Launch, error) {
+func Start(exe string, sp *Spec, files map[int]*os.File, out *os.File, cgroupFD int) (*Launch, error) {
 	rs, rules, err := sp.ruleset()
 	if err != nil {
 		return nil, err
@@ -63,8 +62,9 @@ func Start(sp *Spec, files map[int]*os.File, out *os.File, cgroupFD int) (*Launc
 			max = fd
 		}
 	}
-	sp.ErrFD = max + 1
-	sp.Keep = sp.Keep[:0]
+	ls := sp.Spec // this launch's
+	ls.ErrFD = max + 1
+	ls.Keep = make([]int, 0, len(files))
 	null, err := os.Open(os.DevNull)
 	if err != nil {
 		errR.Close()
@@ -72,14 +72,14 @@ func Start(sp *Spec, files map[int]*os.File, out *os.File, cgroupFD int) (*Launc
 	}
 	defer null.Close()
 	// Index = descriptor number in the child; ^0 closes that number.
-	sp.Ruleset, sp.Rules, sp.Spec.NetNS = -1, rules, -1
-	n := sp.ErrFD + 1
+	ls.Ruleset, ls.Rules, ls.NetNS = -1, rules, -1
+	n := ls.ErrFD + 1
 	if rs >= 0 {
-		sp.Ruleset = n
+		ls.Ruleset = n
 		n++
 	}
 	if sp.NetNamespace != nil {
-		sp.Spec.NetNS = n
+		ls.NetNS = n
 		n++
 	}
 	fdv := make([]uintptr, n)
@@ -89,21 +89,21 @@ func Start(sp *Spec, files map[int]*os.File, out *os.File, cgroupFD int) (*Launc
 	fdv[0], fdv[1], fdv[2] = null.Fd(), out.Fd(), out.Fd()
 	for fd, f := range files {
 		fdv[fd] = f.Fd()
-		sp.Keep = append(sp.Keep, fd)
+		ls.Keep = append(ls.Keep, fd)
 	}
-	fdv[sp.ErrFD] = errW.Fd()
+	fdv[ls.ErrFD] = errW.Fd()
 	if rs >= 0 {
-		fdv[sp.Ruleset] = uintptr(rs)
+		fdv[ls.Ruleset] = uintptr(rs)
 	}
 	if sp.NetNamespace != nil {
-		fdv[sp.Spec.NetNS] = sp.NetNamespace.Fd()
+		fdv[ls.NetNS] = sp.NetNamespace.Fd()
 	}
 
 	// The launcher lives a few milliseconds and allocates little: one P
 	// and no collector make its Go runtime start measurably faster. The
 	// service's environment comes from the spec, so neither reaches it.
-	pid, err := syscall.ForkExec(Launcher, []string{"vmsup-exec", sp.Name}, &syscall.ProcAttr{
-		Env:   []string{launcher.SpecEnv + "=" + sp.Encode(), "GOMAXPROCS=1", "GOGC=off"},
+	pid, err := syscall.ForkExec(exe, []string{"vmsup-exec", ls.Name}, &syscall.ProcAttr{
+		Env:   []string{launcher.SpecEnv + "=" + ls.Encode(), "GOMAXPROCS=1", "GOGC=off"},
 		Files: fdv,
 		Sys: &syscall.SysProcAttr{
 			Cloneflags:  unix.CLONE_NEWNS,

@@ -70,7 +70,7 @@ func BenchmarkLaunch(b *testing.B) {
 	if err := spec.SetView(&config.VM{Name: "bench", RuntimeDir: rundir}, svc); err != nil {
 		b.Fatal(err)
 	}
-	services.Launcher = vmtest.Bin(b, "vmsup-exec")
+	exe := vmtest.Bin(b, "vmsup-exec")
 	devnull, _ := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
 	defer devnull.Close()
 
@@ -92,7 +92,7 @@ func BenchmarkLaunch(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		l, err := services.Start(spec, nil, devnull, int(cg.Fd()))
+		l, err := services.Start(exe, spec, nil, devnull, int(cg.Fd()))
 		if err != nil {
 			b.Fatal(err)
 		}

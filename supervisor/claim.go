@@ -1,5 +1,12 @@
 package supervisor
 
+// The VM claim, both stages' sides of it: the VM's lock (claimVM), a
+// look at what an earlier run left (inspect), the VM's cgroup and
+// runtime dir, each announced to PID 1 before it is made (intend), the
+// hand-over (handOver, handedOver), and every removal: what an outer
+// stage that died before the hand-over created (removeAbandoned), and
+// the VM at its end (removeVM, destroyVM).
+
 import (
 	"errors"
 	"fmt"
@@ -7,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -68,6 +76,19 @@ func claimVM(name, cgroupDir string) (*os.File, error) {
 	return f, nil
 }
 
+// vmCgroupDir is the VM's cgroup: as configured, or
+// <cgroup2 mount>/vmsup/<name>.
+func vmCgroupDir(vm *config.VM) (string, error) {
+	if vm.Cgroup != "" {
+		return vm.Cgroup, nil
+	}
+	mnt, err := cgroup.Mount()
+	if err != nil {
+		return "", fmt.Errorf("cgroup: %w", err)
+	}
+	return filepath.Join(mnt, "vmsup", vm.Name), nil
+}
+
 // staleState says which of the VM's cgroup and runtime dir an earlier
 // run of this VM left (they carry its mark).
 type staleState struct{ cgroup, runtimeDir bool }
@@ -91,6 +112,23 @@ func inspect(vm *config.VM, cgroupDir string) (staleState, error) {
 	return st, nil
 }
 
+// ctlCgroup and ctlRuntimeDir on the control pipe, before ctlGo, say
+// that the VM's cgroup or runtime dir is about to be created.
+const (
+	ctlCgroup     = 'c'
+	ctlRuntimeDir = 'r'
+)
+
+// intend tells PID 1 what is about to be created (ctlCgroup,
+// ctlRuntimeDir): should this process die before it is marked, PID 1
+// knows the directory is this run's and not someone else's.
+func (in *inner) intend(what byte) error {
+	if _, err := in.ctl.Write([]byte{what}); err != nil {
+		return fmt.Errorf("PID 1: %w", err)
+	}
+	return nil
+}
+
 // vmCgroup is the VM's cgroup, created and marked.
 type vmCgroup struct {
 	dir  string // the VM's cgroup
@@ -104,7 +142,7 @@ type vmCgroup struct {
 func makeCgroup(in *inner, name, dir string, stale staleState, controllers []string) (*vmCgroup, error) {
 	if stale.cgroup {
 		logger.Printf("removing %s left by an earlier run", dir)
-		if err := cgroup.Destroy(dir, cleanupTimeout); err != nil {
+		if err := cgroup.Destroy(dir, cgroup.DestroyTimeout); err != nil {
 			return nil, fmt.Errorf("stale cgroup: %w", err)
 		}
 	}
@@ -123,7 +161,7 @@ func makeCgroup(in *inner, name, dir string, stale staleState, controllers []str
 	}
 	cg := &vmCgroup{dir: dir, leaf: filepath.Join(dir, "supervisor")}
 	fail := func(err error) (*vmCgroup, error) {
-		cgroup.Destroy(dir, cleanupTimeout)
+		cgroup.Destroy(dir, cgroup.DestroyTimeout)
 		return nil, err
 	}
 	if err := cgroup.Mkdir(cg.leaf); err != nil {
@@ -241,6 +279,74 @@ func makeRuntimeDir(in *inner, vm *config.VM, stale staleState) error {
 	return os.Chmod(dir, mode) // mkdir applied the umask
 }
 
+// ctlGo on the control pipe, always its first byte, hands the VM over
+// to PID 1: its cgroup and runtime directory exist and PID 1 is in the
+// supervisor's leaf.
+const ctlGo = 'G'
+
+// handOver moves PID 1 into the supervisor's leaf of the claimed cgroup
+// and tells it to run the VM. From then on PID 1 removes the VM when this
+// process dies, as before it; only the kernel's reaping stands between.
+func (in *inner) handOver(cg *vmCgroup) error {
+	if err := cgroup.Write(cg.leaf, "cgroup.procs", strconv.Itoa(in.cmd.Process.Pid)); err != nil {
+		return fmt.Errorf("move PID 1 into %s: %w", cg.leaf, err)
+	}
+	if _, err := in.ctl.Write([]byte{ctlGo}); err != nil {
+		return fmt.Errorf("PID 1: %w", err)
+	}
+	return nil
+}
+
+// handedOver waits for the outer stage to hand the VM over: ctlGo, or
+// end of file if it died first. It returns the intents (ctlCgroup,
+// ctlRuntimeDir) read before.
+func handedOver(ctl *os.File) (map[byte]bool, bool) {
+	intents := map[byte]bool{}
+	b := make([]byte, 1)
+	for {
+		if n, _ := ctl.Read(b); n != 1 {
+			return intents, false
+		}
+		if b[0] == ctlGo {
+			return intents, true
+		}
+		intents[b[0]] = true
+	}
+}
+
+// removeAbandoned removes the VM's cgroup and runtime directory when the
+// outer stage died before handing the VM over. This process holds the
+// VM's lock, so what carries the VM's mark is what the dead outer stage
+// created, or what an earlier crash left. An unmarked directory that the
+// outer stage said it was about to create is its own, killed between
+// mkdir and marking it: it is empty, and only rmdir'ed.
+func removeAbandoned(vm *config.VM, dir string, intents map[byte]bool) {
+	for _, d := range []struct {
+		path   string
+		intent byte
+	}{{dir, ctlCgroup}, {vm.RuntimeDir, ctlRuntimeDir}} {
+		if intents[d.intent] {
+			if _, err := owned.Check(d.path, vm.Name); errors.Is(err, owned.ErrForeign) {
+				unix.Rmdir(d.path)
+			}
+		}
+	}
+	leaveCgroup()
+	if err := removeVM(vm, dir); err != nil {
+		logger.Print(err)
+	}
+}
+
+// leaveCgroup moves this process to the cgroup2 root, out of the VM's
+// cgroup, so that it can be removed.
+func leaveCgroup() {
+	if mnt, err := cgroup.Mount(); err == nil {
+		if err := cgroup.Write(mnt, "cgroup.procs", strconv.Itoa(os.Getpid())); err != nil {
+			logger.Print(err)
+		}
+	}
+}
+
 // removeVM removes the VM's runtime dir and cgroup (killing whatever is
 // still in it), each only if it carries the VM's mark. The caller must
 // not be in the cgroup.
@@ -252,7 +358,7 @@ func removeVM(vm *config.VM, cgroupDir string) error {
 	if exists, err := owned.Check(cgroupDir, vm.Name); err != nil {
 		errs = append(errs, fmt.Errorf("cgroup: %w: left as it is", err))
 	} else if exists {
-		if err := cgroup.Destroy(cgroupDir, cleanupTimeout); err != nil {
+		if err := cgroup.Destroy(cgroupDir, cgroup.DestroyTimeout); err != nil {
 			errs = append(errs, fmt.Errorf("cgroup: %w", err))
 		}
 	}

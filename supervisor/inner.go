@@ -4,14 +4,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"strconv"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 
-	"vmsup/cgroup"
-	"vmsup/landlock"
 	"vmsup/services"
 	"vmsup/status"
 )
@@ -23,15 +19,14 @@ type inner struct {
 	ctl    *os.File // write end of the control pipe
 	notify *os.File
 	done   chan error
-	status chan int // the status PID 1 reported (handBack)
 }
 
 // startInner starts the inner stage as PID 1 of a new PID and mount
 // namespace. It waits for the VM to be handed over (handOver) before it
 // does anything; end of file on its control pipe before that means this
 // process died while creating the VM, and PID 1 removes what it created.
-func startInner(o Options, raw []byte, claim *os.File, name string) (*inner, error) {
-	cfgFile, err := memfile("vmsup-config", raw)
+func startInner(o Options, h *handoff, raw []byte, claim *os.File, name string) (*inner, error) {
+	cfgFile, err := handoffFile(h, raw)
 	if err != nil {
 		return nil, err
 	}
@@ -48,35 +43,25 @@ func startInner(o Options, raw []byte, claim *os.File, name string) (*inner, err
 	}
 	outer := os.NewFile(uintptr(self), "vmsup")
 	defer outer.Close()
-	stR, stW, err := os.Pipe()
-	if err != nil {
-		ctlW.Close()
-		return nil, err
-	}
-	defer stW.Close()
-	in := &inner{ctl: ctlW, done: make(chan error, 1), status: make(chan int, 1)}
+	in := &inner{ctl: ctlW, done: make(chan error, 1)}
 	cmd := exec.Command("/proc/self/exe")
 	// ps shows which VM this PID 1 runs: "vmsup-pid1 NAME".
 	cmd.Args = []string{"vmsup-pid1", name}
 	cmd.Env = []string{"PATH=" + services.DefaultPath}
-	for _, k := range []string{landlock.ABIMaxEnv, status.DirEnv} {
-		if v := os.Getenv(k); v != "" {
-			cmd.Env = append(cmd.Env, k+"="+v)
-		}
+	if v := os.Getenv(status.DirEnv); v != "" {
+		cmd.Env = append(cmd.Env, status.DirEnv+"="+v)
 	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stderr, os.Stderr
-	// ExtraFiles[i] becomes fd 3+i in PID 1.
-	cmd.ExtraFiles = make([]*os.File, fdClaim-2)
-	cmd.ExtraFiles[fdConfig-3] = cfgFile
-	cmd.ExtraFiles[fdControl-3] = ctlR
-	cmd.ExtraFiles[fdOuter-3] = outer
-	cmd.ExtraFiles[fdStatus-3] = stW
-	cmd.ExtraFiles[fdClaim-3] = claim
+	cmd.ExtraFiles = make([]*os.File, fdClaim-fdExtra+1)
+	cmd.ExtraFiles[fdConfig-fdExtra] = cfgFile
+	cmd.ExtraFiles[fdControl-fdExtra] = ctlR
+	cmd.ExtraFiles[fdOuter-fdExtra] = outer
+	cmd.ExtraFiles[fdClaim-fdExtra] = claim
 	if o.NotifyFD >= 0 {
 		in.notify = os.NewFile(uintptr(o.NotifyFD), "notify")
 		// Ours alone from now on: not inherited by anything but PID 1.
 		unix.CloseOnExec(o.NotifyFD)
-		cmd.ExtraFiles[fdNotify-3] = in.notify
+		cmd.ExtraFiles[fdNotify-fdExtra] = in.notify
 		cmd.Args = append(cmd.Args, "notify")
 	}
 	// A session of its own: what is sent to this process's group (a
@@ -84,43 +69,12 @@ func startInner(o Options, raw []byte, claim *os.File, name string) (*inner, err
 	// it once.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS, Setsid: true}
 	if err := cmd.Start(); err != nil {
-		stR.Close()
 		in.close()
 		return nil, fmt.Errorf("start PID 1: %w", err)
 	}
 	in.cmd = cmd
 	go func() { in.done <- cmd.Wait() }()
-	go func() {
-		b := make([]byte, 1)
-		if n, _ := stR.Read(b); n == 1 {
-			in.status <- int(b[0])
-		}
-		stR.Close()
-	}()
 	return in, nil
-}
-
-// handOver moves PID 1 into the supervisor's leaf of the claimed cgroup
-// and tells it to run the VM. From then on PID 1 removes the VM when this
-// process dies, as before it; only the kernel's reaping stands between.
-func (in *inner) handOver(cg *vmCgroup) error {
-	if err := cgroup.Write(cg.leaf, "cgroup.procs", strconv.Itoa(in.cmd.Process.Pid)); err != nil {
-		return fmt.Errorf("move PID 1 into %s: %w", cg.leaf, err)
-	}
-	if _, err := in.ctl.Write([]byte{ctlGo}); err != nil {
-		return fmt.Errorf("PID 1: %w", err)
-	}
-	return nil
-}
-
-// intend tells PID 1 what is about to be created (ctlCgroup,
-// ctlRuntimeDir): should this process die before it is marked, PID 1
-// knows the directory is this run's and not someone else's.
-func (in *inner) intend(what byte) error {
-	if _, err := in.ctl.Write([]byte{what}); err != nil {
-		return fmt.Errorf("PID 1: %w", err)
-	}
-	return nil
 }
 
 // abort ends PID 1 before the VM was handed over (it has done nothing).
@@ -129,38 +83,17 @@ func (in *inner) abort() {
 	<-in.done
 }
 
-// wait waits for PID 1 to report the VM's status (handBack), or to end
-// without, while forwarding stop requests; it returns the VM's exit
-// status and whether PID 1 reported it and waits for release.
-func (in *inner) wait(stops <-chan os.Signal) (int, bool) {
+// wait waits for PID 1 to exit, while forwarding stop requests; it
+// returns the VM's exit status.
+func (in *inner) wait(stops <-chan os.Signal) int {
 	for {
 		select {
 		case sig := <-stops:
 			logger.Printf("%s: stopping", unix.SignalName(sig.(syscall.Signal)))
 			in.ctl.Write([]byte{ctlStop})
-		case st := <-in.status:
-			return st, true
 		case err := <-in.done:
-			select {
-			case st := <-in.status:
-				return st, false
-			default:
-			}
-			return innerStatus(in.cmd.ProcessState, err), false
+			return innerStatus(in.cmd.ProcessState, err)
 		}
-	}
-}
-
-// release tells PID 1, waiting after its report, that the VM is removed,
-// and waits for it to exit.
-func (in *inner) release() {
-	in.ctl.Write([]byte{ctlDone})
-	select {
-	case <-in.done:
-	case <-time.After(cleanupTimeout):
-		logger.Print("PID 1 did not exit after the VM was removed: killing it")
-		in.cmd.Process.Kill()
-		<-in.done
 	}
 }
 
@@ -169,4 +102,32 @@ func (in *inner) close() {
 	if in.notify != nil {
 		in.notify.Close()
 	}
+}
+
+func innerStatus(ps *os.ProcessState, err error) int {
+	if ps == nil {
+		logger.Printf("PID 1: %v", err)
+		return ExitTemp
+	}
+	ws := ps.Sys().(syscall.WaitStatus)
+	if ws.Signaled() {
+		logger.Printf("PID 1 was killed by %s", unix.SignalName(ws.Signal()))
+		return ExitTemp
+	}
+	return ws.ExitStatus()
+}
+
+// memfile returns a sealed in-memory file holding b.
+func memfile(name string, b []byte) (*os.File, error) {
+	fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		return nil, fmt.Errorf("memfd: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), name)
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return nil, err
+	}
+	unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, unix.F_SEAL_WRITE|unix.F_SEAL_GROW|unix.F_SEAL_SHRINK|unix.F_SEAL_SEAL)
+	return f, nil
 }

@@ -1,21 +1,15 @@
 package supervisor
 
 import (
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
-	"strconv"
 	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 
-	"vmsup/cgroup"
 	"vmsup/config"
-	"vmsup/landlock"
-	"vmsup/owned"
 	"vmsup/services"
 )
 
@@ -30,7 +24,7 @@ import (
 // shape the mount namespace; bind the services' sockets and open their
 // devices; make their network namespaces and TAPs (tap.go); create the
 // service cgroups with their limits. Then the event loop runs the VM
-// (see vm.go), and PID 1 hands it back (handBack).
+// (see vm.go) and removes it at its end (teardown).
 func Init() int {
 	unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&[]byte("vmsup-pid1\x00")[0])), 0, 0, 0)
 	sigs := make(chan os.Signal, 16)
@@ -38,10 +32,10 @@ func Init() int {
 	survivePipes()
 
 	cfgFile := os.NewFile(fdConfig, "config")
-	raw, rerr := config.Read(io.NewSectionReader(cfgFile, 0, 1<<30), "config")
+	h, raw, err := readHandoff(cfgFile)
 	cfgFile.Close()
-	if rerr != nil {
-		logger.Printf("config: %v", rerr)
+	if err != nil {
+		logger.Printf("config: %v", err)
 		return ExitTemp
 	}
 	vmc, errs := config.Parse(raw)
@@ -49,20 +43,14 @@ func Init() int {
 		logger.Printf("config: %v", errs[0])
 		return ExitConfig
 	}
-	cgroupDir, err := vmCgroupDir(vmc)
-	if err != nil {
-		logger.Print(err)
-		return ExitTemp
-	}
 	ctl := os.NewFile(fdControl, "control")
 	outer := os.NewFile(fdOuter, "outer")
-	report := os.NewFile(fdStatus, "status")
 	var notify *os.File
 	if len(os.Args) > 2 && os.Args[2] == "notify" { // argv: vmsup-pid1 NAME [notify]
 		notify = os.NewFile(fdNotify, "notify")
 	}
 	// Nothing inherited may reach a service.
-	unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
+	unix.CloseRange(fdExtra, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
 
 	// The VM's lock, the same open file as the outer stage's: held
 	// until this process exits too (see claimVM).
@@ -71,7 +59,7 @@ func Init() int {
 	intents, ok := handedOver(ctl)
 	if !ok {
 		logger.Print("the outer vmsup died while creating the VM: removing what it created")
-		removeAbandoned(vmc, cgroupDir, intents)
+		removeAbandoned(vmc, h.Cgroup, intents)
 		return ExitTemp
 	}
 	outer.Close()
@@ -81,77 +69,31 @@ func Init() int {
 	umask := syscall.Umask(0o077)
 
 	v := newVM(vmc, notify, umask)
-	v.cgroupDir = cgroupDir
+	v.cgroupDir = h.Cgroup
 	go v.readControl(ctl)
 
-	if err := v.setup(); err != nil {
+	if err := v.setup(h); err != nil {
 		logger.Print(err)
 		v.teardown()
 		return ExitTemp
 	}
-	status := v.run(sigs)
-	if !v.orphaned {
-		v.handBack(status, report)
-	}
-	return status
+	return v.run(sigs)
 }
 
-// handBack gives the VM back to the outer stage: PID 1 reports the
-// status and waits for ctlDone, the outer stage's word that it has run
-// its own removal (destroyVM: the status record, and anything PID 1's
-// teardown could not remove). The outer stage can die at any moment
-// (with its parent, say): then PID 1 reads end of file instead and runs
-// the removal again itself. Both removals take only what carries the
-// VM's mark, so running them twice is harmless; teardown has already
-// removed the cgroup and runtime dir, so that neither depends on the
-// other stage surviving. The VM's lock keeps any other vmsup of this VM
-// out until both stages have exited.
-func (v *vm) handBack(status int, report *os.File) {
-	if mnt, err := cgroup.Mount(); err == nil {
-		if err := cgroup.Write(mnt, "cgroup.procs", strconv.Itoa(os.Getpid())); err != nil {
-			logger.Print(err)
-		}
-	}
-	_, err := report.Write([]byte{byte(status)})
-	report.Close()
-	for err == nil {
-		e := <-v.events
-		if e.kind != evControl || (e.err == nil && e.b != ctlDone) {
-			continue
-		}
-		if e.err == nil {
-			return
-		}
-		err = e.err
-	}
-	logger.Print("the outer vmsup died before removing the VM: removing it")
-	removeVM(v.cfg, v.cgroupDir)
-}
-
-// setup prepares everything the services need before the first starts.
-func (v *vm) setup() error {
-	exe, err := services.LauncherPath()
-	if err != nil {
-		return err
-	}
-	services.Launcher = exe
+// setup prepares everything the services need before the first starts,
+// with what the outer stage found (h).
+func (v *vm) setup(h *handoff) error {
+	v.launcher = h.Launcher
 	if err := v.openStatus(); err != nil {
 		return err
 	}
 	if err := setupMounts(v.cfg.Mount, v.statusDir()); err != nil {
 		return err
 	}
-	abi := 0
-	if v.cfg.Landlock != config.LandlockOff {
-		abi = landlock.ABI()
-	}
-	for _, s := range v.svcs {
+	for i, s := range v.svcs {
 		c := s.cfg
-		path, err := services.Resolve(c)
-		if err != nil {
-			return fmt.Errorf("%s: %w", c.Name, err)
-		}
-		if s.spec, err = services.NewSpec(c, path, abi, v.cfg.GID, v.umask); err != nil {
+		var err error
+		if s.spec, err = services.NewSpec(c, h.Paths[i], h.ABI, v.cfg.GID, v.umask); err != nil {
 			return err
 		}
 		if err := s.spec.SetView(v.cfg, c); err != nil {
@@ -168,54 +110,4 @@ func (v *vm) setup() error {
 		}
 	}
 	return nil
-}
-
-// handedOver waits for the outer stage to hand the VM over: ctlGo, or
-// end of file if it died first. It returns the intents (ctlCgroup,
-// ctlRuntimeDir) read before.
-func handedOver(ctl *os.File) (map[byte]bool, bool) {
-	intents := map[byte]bool{}
-	b := make([]byte, 1)
-	for {
-		if n, _ := ctl.Read(b); n != 1 {
-			return intents, false
-		}
-		if b[0] == ctlGo {
-			return intents, true
-		}
-		intents[b[0]] = true
-	}
-}
-
-// removeAbandoned removes the VM's cgroup and runtime directory when the
-// outer stage died before handing the VM over. This process holds the
-// VM's lock, so what carries the VM's mark is what the dead outer stage
-// created, or what an earlier crash left. An unmarked directory that the
-// outer stage said it was about to create is its own, killed between
-// mkdir and marking it: it is empty, and only rmdir'ed.
-func removeAbandoned(vm *config.VM, dir string, intents map[byte]bool) {
-	for _, d := range []struct {
-		path   string
-		intent byte
-	}{{dir, ctlCgroup}, {vm.RuntimeDir, ctlRuntimeDir}} {
-		if intents[d.intent] {
-			if _, err := owned.Check(d.path, vm.Name); errors.Is(err, owned.ErrForeign) {
-				unix.Rmdir(d.path)
-			}
-		}
-	}
-	leaveCgroup()
-	if err := removeVM(vm, dir); err != nil {
-		logger.Print(err)
-	}
-}
-
-// leaveCgroup moves this process to the cgroup2 root, out of the VM's
-// cgroup, so that it can be removed.
-func leaveCgroup() {
-	if mnt, err := cgroup.Mount(); err == nil {
-		if err := cgroup.Write(mnt, "cgroup.procs", strconv.Itoa(os.Getpid())); err != nil {
-			logger.Print(err)
-		}
-	}
 }

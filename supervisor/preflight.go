@@ -23,12 +23,22 @@ import (
 // they agree on what a config may do, and with the same status: 100,
 // because retrying cannot help.
 func Problems(vm *config.VM) []*config.Error {
+	ps, _ := check(vm)
+	return ps
+}
+
+// check is Problems, and what it found on the host on the way that PID 1
+// uses as it is: vmsup-exec and each service's program.
+func check(vm *config.VM) ([]*config.Error, *handoff) {
 	var ps []*config.Error
 	add := func(path, format string, args ...any) {
 		ps = append(ps, &config.Error{Path: path, Msg: fmt.Sprintf(format, args...)})
 	}
-	if _, err := services.LauncherPath(); err != nil {
+	h := &handoff{Paths: make([]string, len(vm.Services))}
+	if p, err := services.LauncherPath(); err != nil {
 		add("", "%v", err)
+	} else {
+		h.Launcher = p
 	}
 	if why := systemDir(vm.RuntimeDir); why != "" {
 		add("runtime_dir", "%s is %s: name a directory of this VM's own, such as /run/vmsup/%s", vm.RuntimeDir, why, vm.Name)
@@ -40,10 +50,10 @@ func Problems(vm *config.VM) []*config.Error {
 	}
 	mountProblems(vm.Mount, add)
 	for i := range vm.Services {
-		serviceProblems(vm, i, add)
+		h.Paths[i] = serviceProblems(vm, i, add)
 	}
 	tapProblems(vm, add)
-	return ps
+	return ps, h
 }
 
 // systemDir says why dir may not be a runtime dir ("" if it may): it is
@@ -165,11 +175,12 @@ func mountProblems(m config.Mount, add func(path, format string, args ...any)) {
 }
 
 // serviceProblems checks service i: its program, devices, rlimits and
-// the sockets it or vmsup creates.
-func serviceProblems(vm *config.VM, i int, add func(path, format string, args ...any)) {
+// the sockets it or vmsup creates. It returns the program's path.
+func serviceProblems(vm *config.VM, i int, add func(path, format string, args ...any)) string {
 	s := &vm.Services[i]
 	at := func(f string, args ...any) string { return fmt.Sprintf("services[%d].", i) + fmt.Sprintf(f, args...) }
-	if _, err := services.Resolve(s); err != nil {
+	path, err := services.Resolve(s)
+	if err != nil {
 		add(at("argv[0]"), "%v", err)
 	}
 	for j, d := range s.Devices {
@@ -206,6 +217,7 @@ func serviceProblems(vm *config.VM, i int, add func(path, format string, args ..
 			add(at("%s", own.field), "the service (uid %d) creates this socket, but it cannot write to runtime_dir: set the VM-level \"gid\" (the runtime dir is then writable by that group, which every service has)", s.UID)
 		}
 	}
+	return path
 }
 
 // boundByVmsup says whether path is one of the sockets vmsup binds.
@@ -256,37 +268,33 @@ func rlimitString(v uint64) string {
 	return strconv.FormatUint(v, 10)
 }
 
-// preflighted holds what preflight derived from the host.
-type preflighted struct {
-	cgroup string
-	abi    int // Landlock ABI to enforce with; 0 = off
-}
-
 // preflight checks everything that can be checked without changing the
-// host, so that a config or host problem leaves nothing behind.
-func preflight(vm *config.VM) (*preflighted, int, error) {
-	if ps := Problems(vm); len(ps) > 0 {
+// host, so that a config or host problem leaves nothing behind, and
+// returns what it found for PID 1. Its error carries the exit status
+// (exitError).
+func preflight(vm *config.VM) (*handoff, error) {
+	ps, h := check(vm)
+	if len(ps) > 0 {
 		var lines []string
 		for _, p := range ps {
 			lines = append(lines, "config: "+p.Error())
 		}
-		return nil, ExitConfig, errors.New(strings.Join(lines, "\n"))
+		return nil, configError(errors.New(strings.Join(lines, "\n")))
 	}
-	pf := &preflighted{}
 	switch vm.Landlock {
 	case config.LandlockRequired, config.LandlockBestEffort:
-		pf.abi = landlock.ABI()
-		if miss := landlock.Missing(pf.abi); miss != "" {
+		h.ABI = landlock.ABI()
+		if miss := landlock.Missing(h.ABI); miss != "" {
 			if vm.Landlock == config.LandlockRequired {
-				return nil, ExitTemp, fmt.Errorf(`landlock is required but %s; set "landlock": "best-effort" to run without it`, miss)
+				return nil, tempError(fmt.Errorf(`landlock is required but %s; set "landlock": "best-effort" to run without it`, miss))
 			}
 			logger.Printf("landlock best-effort: %s", miss)
 		}
 	}
 	dir, err := vmCgroupDir(vm)
 	if err != nil {
-		return nil, ExitTemp, err
+		return nil, tempError(err)
 	}
-	pf.cgroup = dir
-	return pf, 0, nil
+	h.Cgroup = dir
+	return h, nil
 }

@@ -23,25 +23,23 @@
 // kernel closes the write end and the inner stage reads end of file. It
 // then kills every service, removes the VM's cgroups and runtime directory
 // and exits, which makes the kernel remove every process and mount left.
-// Conversely, when the inner stage has stopped the VM (it then reports
-// the status on a pipe of its own and waits, out of the VM's cgroup,
-// until the outer stage has removed the VM, and removes it itself if the
-// outer stage dies meanwhile) or is killed, the outer stage removes
-// whatever it left. Each stage cleans up after the other; a later
-// start cleans up after both.
+// The inner stage removes them too when it has stopped the VM by
+// itself, whether or not the outer stage is still there: the outer
+// stage may be killed at any moment after the inner stage has exited.
+// Conversely, when the inner stage has exited or is killed, the outer
+// stage removes whatever it left. Each stage cleans up after the other;
+// a later start cleans up after both.
 package supervisor
 
 import (
-	"fmt"
+	"errors"
 	"io"
 	"log"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
-
-	"golang.org/x/sys/unix"
 
 	"vmsup/cgroup"
 	"vmsup/config"
@@ -66,41 +64,56 @@ type Options struct {
 	NotifyFD  int    // -1: none
 }
 
-// ctlStop on the control pipe is a stop request (SIGTERM, SIGINT); the
-// second one makes the stop forceful.
-const ctlStop = 'T'
+// exitError is an error that ends `vmsup run` with its status: a
+// helper deep in the start says how bad its failure is, and Run, which
+// prints it, returns that status.
+type exitError struct {
+	status int
+	err    error
+}
 
-// ctlGo on the control pipe, always its first byte, hands the VM over
-// to PID 1: its cgroup and runtime directory exist and PID 1 is in the
-// supervisor's leaf.
-const ctlGo = 'G'
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
 
-// ctlCgroup and ctlRuntimeDir on the control pipe, before ctlGo, say
-// that the VM's cgroup or runtime dir is about to be created.
-const (
-	ctlCgroup     = 'c'
-	ctlRuntimeDir = 'r'
-)
+// Status is the exit status of `vmsup run` the error ends it with.
+func (e *exitError) Status() int { return e.status }
 
-// ctlDone on the control pipe answers PID 1's status (see handBack): the
-// outer stage has removed the VM's cgroup and runtime directory.
-const ctlDone = 'D'
+// configError is a problem of the config or the installation: retrying
+// cannot help (ExitConfig).
+func configError(err error) error { return &exitError{ExitConfig, err} }
 
-// Descriptors the inner stage receives.
-const (
-	fdConfig  = 3
-	fdControl = 4
-	fdOuter   = 5 // a pidfd of the outer stage
-	fdStatus  = 6 // PID 1 writes the VM's status here (handBack)
-	fdNotify  = 7
-	fdClaim   = 8 // the VM's lock: see claimVM
-)
+// tempError is a failure of the system that may pass (ExitTemp).
+func tempError(err error) error { return &exitError{ExitTemp, err} }
 
-// cleanupTimeout bounds waiting for a killed cgroup to empty.
-const cleanupTimeout = cgroup.DestroyTimeout
+// exitStatus is the status err ends `vmsup run` with: its own, if it
+// carries one (exitError), else def.
+func exitStatus(err error, def int) int {
+	var e *exitError
+	if errors.As(err, &e) {
+		return e.Status()
+	}
+	return def
+}
+
+// stderr is the one writer of vmsup's standard error: its own messages
+// (logger) and the services' output lines (copyLines) each reach it in
+// one Write, and it passes one Write at a time, so no line is cut into
+// another.
+var stderr = &serialWriter{w: os.Stderr}
+
+type serialWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *serialWriter) Write(b []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(b)
+}
 
 // logger writes vmsup's messages, every line of each prefixed.
-var logger = log.New(prefixLines{os.Stderr, "vmsup: "}, "", 0)
+var logger = log.New(prefixLines{stderr, "vmsup: "}, "", 0)
 
 // prefixLines writes each line of every message with its prefix, so a
 // multi-line message (every problem preflight found) reads as lines of
@@ -137,18 +150,18 @@ func Run(o Options) int {
 		logger.Print(err)
 		return ExitTemp
 	}
-	pf, status, err := preflight(vm)
+	pf, err := preflight(vm)
 	if err != nil {
 		logger.Print(err)
-		return status
+		return exitStatus(err, ExitTemp)
 	}
-	claim, err := claimVM(vm.Name, pf.cgroup)
+	claim, err := claimVM(vm.Name, pf.Cgroup)
 	if err != nil {
 		logger.Print(err)
 		return ExitTemp
 	}
 	defer claim.Close()
-	stale, err := inspect(vm, pf.cgroup)
+	stale, err := inspect(vm, pf.Cgroup)
 	if err != nil {
 		logger.Print(err)
 		return ExitConfig
@@ -156,13 +169,13 @@ func Run(o Options) int {
 	// PID 1 comes first, before anything is created: from the first
 	// thing created on, a SIGKILL of this process leaves PID 1 to remove
 	// it (see handOver).
-	in, err := startInner(o, raw, claim, vm.Name)
+	in, err := startInner(o, pf, raw, claim, vm.Name)
 	if err != nil {
 		logger.Print(err)
 		return ExitTemp
 	}
 	defer in.close()
-	cg, err := makeCgroup(in, vm.Name, pf.cgroup, stale, neededControllers(vm))
+	cg, err := makeCgroup(in, vm.Name, pf.Cgroup, stale, neededControllers(vm))
 	if err != nil {
 		logger.Print(err)
 		in.abort()
@@ -179,15 +192,12 @@ func Run(o Options) int {
 		return ExitTemp
 	}
 	settle()
-	status, reported := in.wait(stops)
+	status = in.wait(stops)
 	if err := destroyVM(vm, cg); err != nil {
 		logger.Print(err)
 		if status == ExitGraceful {
 			status = ExitTemp
 		}
-	}
-	if reported {
-		in.release()
 	}
 	return status
 }
@@ -218,19 +228,6 @@ func load(path string) ([]byte, *config.VM, int) {
 	return raw, vm, 0
 }
 
-// vmCgroupDir is the VM's cgroup: as configured, or
-// <cgroup2 mount>/vmsup/<name>.
-func vmCgroupDir(vm *config.VM) (string, error) {
-	if vm.Cgroup != "" {
-		return vm.Cgroup, nil
-	}
-	mnt, err := cgroup.Mount()
-	if err != nil {
-		return "", fmt.Errorf("cgroup: %w", err)
-	}
-	return filepath.Join(mnt, "vmsup", vm.Name), nil
-}
-
 // neededControllers lists the cgroup controllers the limits use.
 func neededControllers(vm *config.VM) []string {
 	var ls []config.Limits
@@ -238,32 +235,4 @@ func neededControllers(vm *config.VM) []string {
 		ls = append(ls, s.Limits)
 	}
 	return cgroup.NeededControllers(ls...)
-}
-
-func innerStatus(ps *os.ProcessState, err error) int {
-	if ps == nil {
-		logger.Printf("PID 1: %v", err)
-		return ExitTemp
-	}
-	ws := ps.Sys().(syscall.WaitStatus)
-	if ws.Signaled() {
-		logger.Printf("PID 1 was killed by %s", unix.SignalName(ws.Signal()))
-		return ExitTemp
-	}
-	return ws.ExitStatus()
-}
-
-// memfile returns a sealed in-memory file holding b.
-func memfile(name string, b []byte) (*os.File, error) {
-	fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
-	if err != nil {
-		return nil, fmt.Errorf("memfd: %w", err)
-	}
-	f := os.NewFile(uintptr(fd), name)
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return nil, err
-	}
-	unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, unix.F_SEAL_WRITE|unix.F_SEAL_GROW|unix.F_SEAL_SHRINK|unix.F_SEAL_SEAL)
-	return f, nil
 }

@@ -1,12 +1,9 @@
 package supervisor
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -92,6 +89,10 @@ import (
 
 type phase int
 
+// logFlushTimeout bounds how long teardown waits for the services' last
+// output lines once every service process is gone.
+const logFlushTimeout = time.Second
+
 const (
 	running phase = iota
 	stopping
@@ -130,12 +131,11 @@ type event struct {
 }
 
 type service struct {
-	cfg    *config.Service
-	spec   *services.Spec
-	state  svcState
-	pid    int
-	gen    int
-	launch *services.Launch
+	cfg   *config.Service
+	spec  *services.Spec
+	state svcState
+	pid   int
+	gen   int
 
 	everReady bool
 	launchErr error
@@ -161,13 +161,13 @@ type vm struct {
 	notify    *os.File
 	umask     int
 	cgroupDir string
+	launcher  string // vmsup-exec
 
 	phase     phase
 	stops     int
 	failed    bool
 	byItself  bool // the VM began to stop without a stop request
 	announced bool
-	orphaned  bool // the outer stage is gone
 	deadline  *time.Timer
 	logs      sync.WaitGroup // one per service output pipe still open
 	status    *recorder      // the state record (status.go)
@@ -230,7 +230,6 @@ func (v *vm) handle(e event) {
 	switch e.kind {
 	case evControl:
 		if e.err != nil {
-			v.orphaned = true
 			logger.Print("the outer vmsup is gone: killing the VM")
 			v.kill()
 		} else if e.b == ctlStop {
@@ -375,12 +374,12 @@ func (v *vm) start(s *service) {
 		return
 	}
 	defer logW.Close()
-	l, err := services.Start(s.spec, files, logW, int(s.cgroupFD.Fd()))
+	l, err := services.Start(v.launcher, s.spec, files, logW, int(s.cgroupFD.Fd()))
 	if err != nil {
 		v.launchFailed(s, err)
 		return
 	}
-	s.state, s.pid, s.launch, s.startedAt = launching, l.Pid, l, time.Now()
+	s.state, s.pid, s.startedAt = launching, l.Pid, time.Now()
 	v.byPid[l.Pid] = s
 	gen := s.gen
 	go func() { v.send(event{kind: evLaunched, svc: s, gen: gen, err: <-l.Result}) }()
@@ -640,7 +639,7 @@ func (v *vm) teardown() {
 		if s.cgroup == "" {
 			continue
 		}
-		if err := cgroup.Destroy(s.cgroup, cleanupTimeout); err != nil {
+		if err := cgroup.Destroy(s.cgroup, cgroup.DestroyTimeout); err != nil {
 			logger.Print(err)
 		}
 	}
@@ -650,7 +649,7 @@ func (v *vm) teardown() {
 	go func() { v.logs.Wait(); close(flushed) }()
 	select {
 	case <-flushed:
-	case <-time.After(time.Second):
+	case <-time.After(logFlushTimeout):
 	}
 	// Only the sockets bound here: a path another process holds (the
 	// reason a start failed) is not ours to remove.
@@ -681,97 +680,6 @@ func describe(ws unix.WaitStatus) string {
 		return fmt.Sprintf("killed by %s", unix.SignalName(ws.Signal()))
 	}
 	return fmt.Sprintf("ended with wait status %#x", uint32(ws))
-}
-
-// openFiles binds the service's sockets and opens its devices; they are
-// kept for the VM's life, so a restarted service gets the same ones.
-func (s *service) openFiles() error {
-	for _, so := range s.cfg.Sockets {
-		f, err := services.Listen(so)
-		if err != nil {
-			return err
-		}
-		s.files[so.FD] = f
-	}
-	for _, d := range s.cfg.Devices {
-		if d.FD == 0 {
-			continue // only in its /dev
-		}
-		f, err := services.OpenDevice(d)
-		if err != nil {
-			return err
-		}
-		s.files[d.FD] = f
-	}
-	return nil
-}
-
-// makeCgroup creates the service's cgroup with its limits and keeps it
-// open for clone3(CLONE_INTO_CGROUP).
-func (s *service) makeCgroup(vmDir string) error {
-	dir := filepath.Join(vmDir, "svc."+s.cfg.Name)
-	if err := cgroup.Mkdir(dir); err != nil {
-		return err
-	}
-	s.cgroup = dir
-	if err := setLimits(dir, s.cfg.Limits); err != nil {
-		return err
-	}
-	f, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("cgroup: %w", err)
-	}
-	s.cgroupFD = f
-	return nil
-}
-
-func setLimits(dir string, l config.Limits) error {
-	if err := cgroup.SetLimits(dir, l); err != nil {
-		return fmt.Errorf("limits: %w", err)
-	}
-	return nil
-}
-
-// logPipe returns the write end of a pipe for one launch's stdout and
-// stderr; every line written to it reaches vmsup's stderr prefixed with
-// the service's name. A pipe per launch, so that end of file (every
-// process of that launch gone) flushes a last line without a newline.
-func (v *vm) logPipe(name string) (*os.File, error) {
-	r, w, err := os.Pipe()
-	if err != nil {
-		return nil, err
-	}
-	v.logs.Add(1)
-	go func() {
-		defer v.logs.Done()
-		copyLines(name, r)
-		r.Close()
-	}()
-	return w, nil
-}
-
-var stderrMu sync.Mutex
-
-func copyLines(name string, r io.Reader) {
-	br := bufio.NewReaderSize(r, 4096)
-	for {
-		line, err := br.ReadSlice('\n')
-		if len(line) > 0 {
-			out := make([]byte, 0, len(name)+2+len(line)+1)
-			out = append(out, name...)
-			out = append(out, ": "...)
-			out = append(out, line...)
-			if out[len(out)-1] != '\n' {
-				out = append(out, '\n')
-			}
-			stderrMu.Lock()
-			os.Stderr.Write(out)
-			stderrMu.Unlock()
-		}
-		if err != nil && err != bufio.ErrBufferFull {
-			return
-		}
-	}
 }
 
 // tgid is the process (thread group) of thread tid, tid itself if unknown.

@@ -17,6 +17,11 @@ import (
 	"vmsup/services"
 )
 
+// controlTimeout bounds a power-off request on a VMM's control socket
+// (QMP, the Cloud Hypervisor API), from connecting to its answer, within
+// shutdown_timeout: a VMM that does not answer gets its stop_signal.
+const controlTimeout = 10 * time.Second
+
 // powerOff asks the guest to shut down the way the VMM understands:
 // QMP system_powerdown (QEMU), PUT /api/v1/vm.power-button (Cloud
 // Hypervisor), or a signal. It returns once the request is accepted; the
@@ -29,9 +34,9 @@ import (
 func powerOff(how config.VMM, pid int, owner uint32, timeout time.Duration) error {
 	switch {
 	case how.QMP != "":
-		return qmpPowerdown(how.QMP, owner, min(timeout, 10*time.Second))
+		return qmpPowerdown(how.QMP, owner, min(timeout, controlTimeout))
 	case how.CloudHypervisor != "":
-		return chPowerButton(how.CloudHypervisor, owner, min(timeout, 10*time.Second))
+		return chPowerButton(how.CloudHypervisor, owner, min(timeout, controlTimeout))
 	default:
 		return unix.Kill(pid, how.Signal)
 	}
