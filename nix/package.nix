@@ -22,7 +22,7 @@ buildGoModule rec {
       !(builtins.elem base [ ".git" "bin" "result" ] || builtins.match "result-.*" base != null);
   };
 
-  vendorHash = "sha256-SyIlThJkf9N2BiE7aVdwSCf/APuNoBw9nYwfk30e/Nk=";
+  vendorHash = "sha256-E6Eq5Dd8dfpqB/hXk99GklAu9bga1BhGFu8HGZriQBQ=";
 
   subPackages = [ "cmd/vmsup" "cmd/vmsup-exec" ];
 
