@@ -26,6 +26,7 @@ import (
 // service cgroups with their limits. Then the event loop runs the VM
 // (see vm.go) and removes it at its end (teardown).
 func Init() int {
+	oneProc()
 	unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&[]byte("vmsup-pid1\x00")[0])), 0, 0, 0)
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, syscall.SIGCHLD, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP)

@@ -134,6 +134,7 @@ func (p prefixLines) Write(b []byte) (int, error) {
 
 // Run is `vmsup run`: it returns the exit status.
 func Run(o Options) int {
+	oneProc()
 	signal.Ignore(syscall.SIGHUP)
 	survivePipes()
 	stops := make(chan os.Signal, 4)

@@ -3,9 +3,19 @@ package supervisor
 import (
 	"bytes"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 )
+
+// oneProc runs the Go scheduler of a long-lived stage on one processor:
+// they run no CPU-bound Go code, a single timer heap lets the scheduler
+// drop a stopped timer at once (a timer stopped on another processor's
+// heap still woke the process at its original time: the runtime's monitor
+// sleeps until the earliest entry, stopped or not), and fewer threads
+// spin up to run goroutines in parallel. Called first thing by `vmsup
+// run` and by PID 1.
+func oneProc() { runtime.GOMAXPROCS(1) }
 
 // settleHeadroom is how far the process may grow past its settled size
 // before a collection: twice the headroom the default collector gives a
