@@ -8,7 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 )
 
 // Mount returns where the cgroup v2 hierarchy is mounted: on
@@ -16,12 +16,20 @@ import (
 // It reads mountinfo once a process: vmsup mounts no cgroup2 of its own,
 // and each stage asks several times (the outer stage three, PID 1 two as
 // it tears down, when 1,000 VMs may be tearing down with it).
+// A failure is not kept: the next call reads mountinfo again.
 func Mount() (string, error) {
-	m, err := findMountOnce()
-	return m.Point, err
+	if p := mountPoint.Load(); p != nil {
+		return *p, nil
+	}
+	m, err := FindMount()
+	if err != nil {
+		return "", err
+	}
+	mountPoint.Store(&m.Point)
+	return m.Point, nil
 }
 
-var findMountOnce = sync.OnceValues(FindMount)
+var mountPoint atomic.Pointer[string]
 
 // MountEntry is the cgroup2 line of mountinfo.
 type MountEntry struct {
