@@ -16,10 +16,17 @@ var bound struct {
 	m map[string]int
 }
 
-func keepHandle(path string) error {
+// keepHandle takes the handle of the socket just bound at path and
+// returns it; it refuses a name that is no longer a socket.
+func keepHandle(path string) (int, error) {
 	fd, err := unix.Open(path, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return err
+		return -1, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+		unix.Close(fd)
+		return -1, fmt.Errorf("%s is no longer the socket bound there", path)
 	}
 	bound.Lock()
 	defer bound.Unlock()
@@ -30,7 +37,7 @@ func keepHandle(path string) error {
 		unix.Close(old)
 	}
 	bound.m[path] = fd
-	return nil
+	return fd, nil
 }
 
 // Dial connects to the UNIX stream socket at path, which a service

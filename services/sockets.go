@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 
 	"golang.org/x/sys/unix"
 
@@ -35,15 +36,19 @@ func Listen(so config.Socket) (*os.File, error) {
 	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: so.Path}); err != nil {
 		return fail("bind", err)
 	}
-	if err := keepHandle(so.Path); err != nil {
+	h, err := keepHandle(so.Path)
+	if err != nil {
 		os.Remove(so.Path)
 		return fail("open", err)
 	}
-	if err := os.Chown(so.Path, int(so.UID), int(so.GID)); err != nil {
+	// Owner and mode through the handle, not the name: whoever can write
+	// the socket's directory could swap the name for a link to a file of
+	// their choosing between bind and chown.
+	if err := unix.Fchownat(h, "", int(so.UID), int(so.GID), unix.AT_EMPTY_PATH); err != nil {
 		os.Remove(so.Path)
 		return fail("chown", err)
 	}
-	if err := os.Chmod(so.Path, os.FileMode(so.Mode)); err != nil {
+	if err := os.Chmod("/proc/self/fd/"+strconv.Itoa(h), os.FileMode(so.Mode)); err != nil {
 		os.Remove(so.Path)
 		return fail("chmod", err)
 	}
