@@ -18,7 +18,7 @@ type inner struct {
 	cmd    *exec.Cmd
 	ctl    *os.File // write end of the control pipe
 	notify *os.File
-	done   chan error
+	done   chan waitResult
 }
 
 // startInner starts the inner stage as PID 1 of a new PID and mount
@@ -43,7 +43,7 @@ func startInner(o Options, h *handoff, raw []byte, claim *os.File, name string) 
 	}
 	outer := os.NewFile(uintptr(self), "vmsup")
 	defer outer.Close()
-	in := &inner{ctl: ctlW, done: make(chan error, 1)}
+	in := &inner{ctl: ctlW, done: make(chan waitResult, 1)}
 	cmd := exec.Command("/proc/self/exe")
 	// ps shows which VM this PID 1 runs: "vmsup-pid1 NAME".
 	cmd.Args = []string{"vmsup-pid1", name}
@@ -73,8 +73,49 @@ func startInner(o Options, h *handoff, raw []byte, claim *os.File, name string) 
 		return nil, fmt.Errorf("start PID 1: %w", err)
 	}
 	in.cmd = cmd
-	go func() { in.done <- cmd.Wait() }()
+	pidfd, err := unix.PidfdOpen(cmd.Process.Pid, unix.PIDFD_NONBLOCK)
+	if err != nil { // PID 1 is our unreaped child: only a lack of fds
+		cmd.Process.Kill()
+		cmd.Wait()
+		in.close()
+		return nil, fmt.Errorf("pidfd_open PID 1: %w", err)
+	}
+	go func() { in.done <- waitExit(cmd.Process.Pid, pidfd) }()
 	return in, nil
+}
+
+// waitExit reaps the child pid once its pidfd (non-blocking) says it has
+// exited. The wait is in Go's poller, not in waitid(2): a wait blocked
+// in the kernel would hold a thread all the VM's life (about 22 KiB, and
+// one more thread to wake and end at the stop).
+func waitExit(pid, pidfd int) waitResult {
+	f := os.NewFile(uintptr(pidfd), "pidfd")
+	defer f.Close()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return waitResult{err: err}
+	}
+	var r waitResult
+	err = rc.Read(func(uintptr) bool {
+		// Readable means exited; until then wait4 finds nothing.
+		for {
+			got, err := unix.Wait4(pid, &r.ws, unix.WNOHANG, nil)
+			if err != unix.EINTR {
+				r.err = err
+				return got == pid || err != nil
+			}
+		}
+	})
+	if r.err == nil {
+		r.err = err
+	}
+	return r
+}
+
+// waitResult is how PID 1 ended, or why that is not known.
+type waitResult struct {
+	ws  unix.WaitStatus
+	err error
 }
 
 // abort ends PID 1 before the VM was handed over (it has done nothing).
@@ -91,8 +132,8 @@ func (in *inner) wait(stops <-chan os.Signal) int {
 		case sig := <-stops:
 			logger.Printf("%s: stopping", unix.SignalName(sig.(syscall.Signal)))
 			in.ctl.Write([]byte{ctlStop})
-		case err := <-in.done:
-			return innerStatus(in.cmd.ProcessState, err)
+		case r := <-in.done:
+			return innerStatus(r)
 		}
 	}
 }
@@ -104,12 +145,12 @@ func (in *inner) close() {
 	}
 }
 
-func innerStatus(ps *os.ProcessState, err error) int {
-	if ps == nil {
-		logger.Printf("PID 1: %v", err)
+func innerStatus(r waitResult) int {
+	if r.err != nil {
+		logger.Printf("PID 1: %v", r.err)
 		return ExitTemp
 	}
-	ws := ps.Sys().(syscall.WaitStatus)
+	ws := r.ws
 	if ws.Signaled() {
 		logger.Printf("PID 1 was killed by %s", unix.SignalName(ws.Signal()))
 		return ExitTemp
