@@ -200,10 +200,15 @@ func (v *vm) readControl(ctl *os.File) {
 	}
 }
 
+// recordEvery bounds how many turns of the event loop may pass without
+// the status record being written.
+const recordEvery = 64
+
 // run is the event loop; it returns the VM's exit status.
 func (v *vm) run(sigs <-chan os.Signal) int {
 	v.startEligible()
 	v.record()
+	turns := 0
 	for !v.finished() {
 		select {
 		case sig := <-sigs:
@@ -220,7 +225,15 @@ func (v *vm) run(sigs <-chan os.Signal) int {
 		case e := <-v.events:
 			v.handle(e)
 		}
-		v.record()
+		// The record says where the VM is once the events at hand are
+		// handled: a stop's signal and its services' exits come
+		// together, and one write says them all. A steady stream of
+		// events (orphans of a forking service) still gets it written
+		// every recordEvery turns.
+		if turns++; turns >= recordEvery || len(sigs) == 0 && len(v.events) == 0 {
+			v.record()
+			turns = 0
+		}
 	}
 	v.teardown()
 	return vmStatus(v.failed, v.byItself)
