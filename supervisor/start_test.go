@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"vmsup/internal/vmtest"
+	"vmsup/services"
 )
 
 // runOnce runs `vmsup ARGS...` to completion and returns its status and
@@ -216,5 +218,27 @@ func TestOutputAttributed(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// A service's environment is PATH and its config's env, nothing of
+// vmsup's own: not the GOMAXPROCS=1 its run script gives it (vmtest
+// starts vmsup so too), nor anything else vmsup was started with.
+func TestServiceEnvironment(t *testing.T) {
+	c := vmtest.NewConfig(t, "environment", map[string]any{"name": "env",
+		"argv": []string{"/usr/bin/env"}, "env": map[string]string{"FROM_CONFIG": "yes"}})
+	vm := vmtest.Start(t, c, vmtest.Options{Env: []string{"FROM_VMSUP=leaked"}})
+	vm.WaitFor("env: FROM_CONFIG=yes", 10*time.Second)
+	vm.Signal(syscall.SIGTERM)
+	vm.Wait(10 * time.Second)
+	var got []string
+	for _, l := range strings.Split(vm.Stderr.String(), "\n") {
+		if v, ok := strings.CutPrefix(l, "env: "); ok && strings.Contains(v, "=") {
+			got = append(got, v)
+		}
+	}
+	want := []string{"FROM_CONFIG=yes", "PATH=" + services.DefaultPath}
+	if !slices.Equal(got, want) {
+		t.Errorf("the service's environment is %q, want %q", got, want)
 	}
 }

@@ -254,7 +254,8 @@ func Start(t testing.TB, c Config, o Options) *VM {
 		cmd = exec.Command(o.Wrap[0], append(append(o.Wrap[1:len(o.Wrap):len(o.Wrap)], bin), args...)...)
 		cmd.ExtraFiles = ew
 	}
-	cmd.Env = append(append(os.Environ(), StatusEnv()), o.Env...)
+	// As the run script of `vmsup s6-servicedir` starts it.
+	cmd.Env = append(append(os.Environ(), StatusEnv(), "GOMAXPROCS=1"), o.Env...)
 	if o.Cgroup != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(o.Cgroup.Fd())}
 	}
