@@ -94,23 +94,26 @@ func startInner(o Options, h *handoff, raw []byte, claim *os.File, name string) 
 func waitExit(pid, pidfd int) waitResult {
 	f := os.NewFile(uintptr(pidfd), "pidfd")
 	defer f.Close()
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return waitResult{err: err}
-	}
 	var r waitResult
-	err = rc.Read(func(uintptr) bool {
-		// Readable means exited; until then wait4 finds nothing.
-		for {
-			got, err := unix.Wait4(pid, &r.ws, unix.WNOHANG, nil)
-			if err != unix.EINTR {
-				r.err = err
-				return got == pid || err != nil
+	reaped := false
+	rc, err := f.SyscallConn()
+	if err == nil {
+		err = rc.Read(func(uintptr) bool {
+			// Readable means exited; until then wait4 finds nothing.
+			for {
+				got, werr := unix.Wait4(pid, &r.ws, unix.WNOHANG, nil)
+				if werr != unix.EINTR {
+					r.err, reaped = werr, got == pid
+					return reaped || werr != nil
+				}
 			}
+		})
+	}
+	if err != nil && !reaped && r.err == nil {
+		// The poller would not take the pidfd: wait in the kernel.
+		for r.err = unix.EINTR; r.err == unix.EINTR; {
+			_, r.err = unix.Wait4(pid, &r.ws, 0, nil)
 		}
-	})
-	if r.err == nil {
-		r.err = err
 	}
 	return r
 }
