@@ -22,7 +22,9 @@ build:
 # Every test, as root, on the real kernel, s6, virtiofsd and QEMU (the
 # fault matrix on its own, verbose, so that its counts of cells and
 # iterations are printed), then the benchmarks one package at a time
-# (they time things) so their figures are printed.
+# (they time things) so their figures are printed; at the end the
+# harness's parent directories, which must be empty by then
+# (scripts/clean-test-parents).
 # BenchmarkVMMExitToExit starts a VM per iteration and BenchmarkManyVMs
 # starts its VMs once, so they get counts of their own.
 test: deps
@@ -35,6 +37,7 @@ test: deps
 	go test -count=1 -run '^$$' -bench 'BenchmarkVMMExitToExit' -benchtime 30x ./supervisor/
 	go test -count=1 -run '^$$' -bench 'BenchmarkManyVMs' -benchtime 1x ./supervisor/
 	$(MAKE) bench-virtiofs
+	scripts/clean-test-parents
 
 # The fault matrix with 200 randomised iterations a cell (10 for the
 # cells with a real QEMU), each cell bounded to 5 minutes: about 16
@@ -42,21 +45,25 @@ test: deps
 test-long: deps
 	VMSUP_FAULT_ITER=200 VMSUP_FAULT_QEMU_ITER=10 VMSUP_FAULT_BUDGET=5m \
 		go test -count=1 -timeout 150m -run 'TestFaultMatrix' -v ./e2e/
+	scripts/clean-test-parents
 
 # Guest file I/O through the Rust virtiofsd under vmsup against it started
 # directly, interleaved (VMSUP_BENCH_VIRTIOFS_ROUNDS, default 3).
 bench-virtiofs: deps
 	go test -count=1 -timeout 60m -run '^$$' -bench 'BenchmarkVirtiofsIO' -benchtime 1x ./e2e/
+	scripts/clean-test-parents
 
 # 100 VMs with 3 services each, started and stopped together (after the
 # CPU floor: one VM at a time).
 bench-100: deps
 	VMSUP_BENCH_VMS=100 go test -count=1 -timeout 30m -run '^$$' -bench 'BenchmarkManyVMs' -benchtime 1x ./supervisor/
+	scripts/clean-test-parents
 
 # The same with 100 and then 1,000 VMs, and the growth from one to the
 # other: about 4 minutes here.
 bench-1000: deps
 	VMSUP_BENCH_VMS=100,1000 go test -count=1 -timeout 60m -run '^$$' -bench 'BenchmarkManyVMs' -benchtime 1x ./supervisor/
+	scripts/clean-test-parents
 
 # Each fuzz target of the config parser for FUZZTIME (plain `go test`
 # runs only their seed corpus). A failing input is written to
