@@ -197,21 +197,47 @@ func (w *Writer) Write(r *VM) error {
 	if bytes.Equal(b, w.last) {
 		return nil
 	}
-	dfd := int(w.dir.Fd())
-	fd, err := unix.Openat(dfd, tmpName, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
-	if err != nil {
-		return fmt.Errorf("status: %w", err)
-	}
-	_, err = unix.Write(fd, b)
-	unix.Close(fd)
-	if err == nil {
-		err = unix.Renameat(dfd, tmpName, dfd, recordName)
-	}
-	if err != nil {
+	if err := w.publish(b); err != nil {
 		return fmt.Errorf("status: %w", err)
 	}
 	w.last = b
 	return nil
+}
+
+// publish makes b the record, which a reader sees whole or not at all.
+// The new file swaps names with the record (RENAME_EXCHANGE), and the
+// old one is then unlinked, rather than being renamed over it: ext4
+// (auto_da_alloc) writes a file renamed over another to disk at once,
+// which made every change of every VM's record a disk write, queued
+// behind the other VMs' (150-210 µs a write here, against 20-30 µs),
+// when the status directory is not on tmpfs. A plain rename is for the
+// first record, and for file systems that cannot swap.
+func (w *Writer) publish(b []byte) error {
+	dfd := int(w.dir.Fd())
+	// A new file, never a truncated one: ext4 also writes out at close a
+	// file that was truncated and rewritten. EEXIST: a failed write's.
+	flags := unix.O_WRONLY | unix.O_CREAT | unix.O_EXCL | unix.O_NOFOLLOW | unix.O_CLOEXEC
+	fd, err := unix.Openat(dfd, tmpName, flags, 0o600)
+	if err == unix.EEXIST {
+		unix.Unlinkat(dfd, tmpName, 0)
+		fd, err = unix.Openat(dfd, tmpName, flags, 0o600)
+	}
+	if err != nil {
+		return err
+	}
+	_, err = unix.Write(fd, b)
+	unix.Close(fd)
+	if err != nil {
+		return err
+	}
+	switch err := unix.Renameat2(dfd, tmpName, dfd, recordName, unix.RENAME_EXCHANGE); err {
+	case nil:
+		return unix.Unlinkat(dfd, tmpName, 0)
+	case unix.ENOENT, unix.EINVAL, unix.ENOSYS, unix.EOPNOTSUPP:
+		return unix.Renameat(dfd, tmpName, dfd, recordName)
+	default:
+		return err
+	}
 }
 
 // Remove deletes the record and its directory (the VM ends), then
