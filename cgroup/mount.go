@@ -13,10 +13,10 @@ import (
 
 // Mount returns where the cgroup v2 hierarchy is mounted: on
 // hybrid hosts /sys/fs/cgroup/unified, on pure v2 hosts /sys/fs/cgroup.
-// It reads mountinfo once a process: vmsup mounts no cgroup2 of its own,
-// and each stage asks several times (the outer stage three, PID 1 two as
-// it tears down, when 1,000 VMs may be tearing down with it).
-// A failure is not kept: the next call reads mountinfo again.
+// It reads mountinfo once a process (none in PID 1, which is told, see
+// KnownMount): vmsup mounts no cgroup2 of its own, and the outer stage
+// asks several times. A failure is not kept: the next call reads
+// mountinfo again.
 func Mount() (string, error) {
 	if p := mountPoint.Load(); p != nil {
 		return *p, nil
@@ -30,6 +30,15 @@ func Mount() (string, error) {
 }
 
 var mountPoint atomic.Pointer[string]
+
+// KnownMount records where the cgroup2 hierarchy is mounted, as another
+// process found it in the same mount table (the outer stage, for PID 1,
+// whose mount namespace is a copy of it); "" is ignored.
+func KnownMount(point string) {
+	if point != "" {
+		mountPoint.Store(&point)
+	}
+}
 
 // MountEntry is the cgroup2 line of mountinfo.
 type MountEntry struct {

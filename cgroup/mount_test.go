@@ -29,3 +29,19 @@ func TestParseCgroup2Mount(t *testing.T) {
 		}
 	}
 }
+
+// PID 1 is told the mount (KnownMount) and never reads mountinfo for it;
+// "" leaves it to be read from mountinfo.
+func TestKnownMount(t *testing.T) {
+	saved := mountPoint.Load()
+	t.Cleanup(func() { mountPoint.Store(saved) })
+	mountPoint.Store(nil)
+	KnownMount("")
+	if mountPoint.Load() != nil {
+		t.Fatal(`KnownMount("") recorded a mount`)
+	}
+	KnownMount("/told/cgroup2")
+	if p, err := Mount(); err != nil || p != "/told/cgroup2" {
+		t.Fatalf("Mount() = %q, %v; want the mount it was told", p, err)
+	}
+}
