@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"vmsup/cgroup"
 	"vmsup/config"
 	"vmsup/services"
 )
@@ -39,6 +40,9 @@ func Init() int {
 		logger.Printf("config: %v", err)
 		return ExitTemp
 	}
+	// Not read again from mountinfo, which teardown would do when 1,000
+	// VMs may be tearing down with this one.
+	cgroup.KnownMount(h.Mount)
 	vmc, errs := config.Parse(raw)
 	if len(errs) > 0 {
 		logger.Printf("config: %v", errs[0])

@@ -296,5 +296,8 @@ func preflight(vm *config.VM) (*handoff, error) {
 		return nil, tempError(err)
 	}
 	h.Cgroup = dir
+	if h.Mount, err = cgroup.Mount(); err != nil {
+		return nil, tempError(fmt.Errorf("cgroup: %w", err))
+	}
 	return h, nil
 }

@@ -229,8 +229,10 @@ func (v *vm) run(sigs <-chan os.Signal) int {
 		// handled: a stop's signal and its services' exits come
 		// together, and one write says them all. A steady stream of
 		// events (orphans of a forking service) still gets it written
-		// every recordEvery turns.
-		if turns++; turns >= recordEvery || len(sigs) == 0 && len(v.events) == 0 {
+		// every recordEvery turns. None once the last service is gone:
+		// teardown removes the record a few milliseconds later (until
+		// then it still says "stopping", with the services' last states).
+		if turns++; !v.finished() && (turns >= recordEvery || len(sigs) == 0 && len(v.events) == 0) {
 			v.record()
 			turns = 0
 		}
