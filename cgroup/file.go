@@ -17,10 +17,15 @@ func readFile(path string) ([]byte, error) {
 		return nil, &os.PathError{Op: "open", Path: path, Err: err}
 	}
 	defer unix.Close(fd)
-	var b []byte
-	buf := make([]byte, 4096)
+	// Grown as os.ReadFile grows it (these files stat as empty): most
+	// fit in the first 512 bytes, and every byte allocated before the
+	// stage settles stays in its memory.
+	b := make([]byte, 0, 512)
 	for {
-		n, err := unix.Read(fd, buf)
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := unix.Read(fd, b[len(b):cap(b)])
 		if err == unix.EINTR {
 			continue
 		} else if err != nil {
@@ -29,7 +34,7 @@ func readFile(path string) ([]byte, error) {
 		if n == 0 {
 			return b, nil
 		}
-		b = append(b, buf[:n]...)
+		b = b[:len(b)+n]
 	}
 }
 
