@@ -17,7 +17,7 @@ import (
 // looking again.
 type handoff struct {
 	Cgroup   string   `json:"cgroup"`   // the VM's cgroup (vmCgroupDir)
-	Mount    string   `json:"mount"`    // the cgroup2 mount (cgroup.Mount), which PID 1 leaves to at its end
+	Mount    string   `json:"mount"`    // the cgroup2 mount (cgroup.Mount), whose root PID 1 moves to at its end
 	ABI      int      `json:"abi"`      // the Landlock ABI to enforce with; 0 = off
 	Launcher string   `json:"launcher"` // vmsup-exec (services.LauncherPath)
 	Paths    []string `json:"paths"`    // each service's argv[0] as found in its PATH, in config order
