@@ -179,19 +179,27 @@ func Destroy(dir string, timeout time.Duration) error {
 		if err := WaitEmpty(dir, timeout); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
+		return removeTree(dir, timeout)
 	}
-	return removeTree(dir, timeout)
+	// Empty, yet the rmdir above was refused: it has children, or its
+	// last tasks are still being released.
+	return removeBelow(dir, timeout)
 }
 
-// removeTree rmdirs dir's child cgroups, then dir. It never descends
-// into something mounted on a child (which only CAP_SYS_ADMIN can do):
-// that child is left, and named in the error.
+// removeTree rmdirs dir's child cgroups, then dir.
 func removeTree(dir string, timeout time.Duration) error {
 	// Most cgroups have no child: one rmdir, without listing the
 	// directory's few dozen interface files first.
 	if err := unix.Rmdir(dir); err == nil || err == unix.ENOENT {
 		return nil
 	}
+	return removeBelow(dir, timeout)
+}
+
+// removeBelow removes dir's child cgroups (removeTree), then dir. It
+// never descends into something mounted on a child (which only
+// CAP_SYS_ADMIN can do): that child is left, and named in the error.
+func removeBelow(dir string, timeout time.Duration) error {
 	fd, err := unix.Open(dir, unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if errors.Is(err, unix.ENOENT) {
 		return nil

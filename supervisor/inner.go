@@ -47,9 +47,7 @@ func startInner(o Options, h *handoff, raw []byte, claim *os.File, name string) 
 	cmd := exec.Command("/proc/self/exe")
 	// ps shows which VM this PID 1 runs: "vmsup-pid1 NAME".
 	cmd.Args = []string{"vmsup-pid1", name}
-	// GOMAXPROCS=1: a Go runtime that starts on one processor keeps
-	// 200-250 KiB less memory than one reduced to one (oneProc) after
-	// its start (BenchmarkManyVMs).
+	// GOMAXPROCS=1: see oneProc.
 	cmd.Env = []string{"PATH=" + services.DefaultPath, "GOMAXPROCS=1"}
 	if v := os.Getenv(status.DirEnv); v != "" {
 		cmd.Env = append(cmd.Env, status.DirEnv+"="+v)
