@@ -159,7 +159,7 @@ func makeCgroup(in *inner, name, dir string, stale staleState, controllers []str
 		unix.Rmdir(dir)
 		return nil, fmt.Errorf("cgroup: %w", err)
 	}
-	cg := &vmCgroup{dir: dir, leaf: filepath.Join(dir, "supervisor")}
+	cg := &vmCgroup{dir: dir, leaf: filepath.Join(dir, supervisorLeaf)}
 	fail := func(err error) (*vmCgroup, error) {
 		cgroup.Destroy(dir, cgroup.DestroyTimeout)
 		return nil, err
@@ -347,6 +347,10 @@ func leaveCgroup() {
 	}
 }
 
+// supervisorLeaf is the VM cgroup's child that holds PID 1 (a cgroup
+// with children can hold no process itself).
+const supervisorLeaf = "supervisor"
+
 // removeVM removes the VM's runtime dir and cgroup (killing whatever is
 // still in it), each only if it carries the VM's mark. The caller must
 // not be in the cgroup.
@@ -358,6 +362,14 @@ func removeVM(vm *config.VM, cgroupDir string) error {
 	if exists, err := owned.Check(cgroupDir, vm.Name); err != nil {
 		errs = append(errs, fmt.Errorf("cgroup: %w: left as it is", err))
 	} else if exists {
+		// The supervisor leaf first, which PID 1 has left: then the
+		// VM's cgroup goes with one rmdir. Tried the other way round,
+		// the kernel refuses that rmdir (under its one cgroup mutex,
+		// which every VM stopping queues for) and Destroy reads
+		// cgroup.events and lists the directory to find the leaf. A
+		// refusal here (a process left, a mount on it) is Destroy's to
+		// handle: rmdir follows no link and removes no mount point.
+		unix.Rmdir(filepath.Join(cgroupDir, supervisorLeaf))
 		if err := cgroup.Destroy(cgroupDir, cgroup.DestroyTimeout); err != nil {
 			errs = append(errs, fmt.Errorf("cgroup: %w", err))
 		}
