@@ -37,6 +37,10 @@ import (
 // all have exited, and what was left behind (must be zero). No launcher
 // (vmsup-exec) may remain: each execs its service. With several sizes it
 // prints the growth of start and stop from the first to the last.
+// For the start (until all are ready) and the stop it also reports where
+// the machine's CPU time went (cpuSplit): the outer stages, the VMs'
+// cgroups, kernel threads and the rest.
+// With VMSUP_BENCH_PERF=DIR it records each stop with perf (perfEnv).
 // It runs the VMs once whatever b.N is: run it with -benchtime 1x.
 func BenchmarkManyVMs(b *testing.B) {
 	sizes := []int{10}
@@ -83,13 +87,13 @@ func manyService(name string) map[string]any {
 		"ready": map[string]any{"notify_fd": 3}}
 }
 
-// cpuFloor starts floorVMs VMs one after another and returns the mean
-// CPU time of one VM's start (until ready) and of its stop (SIGTERM
-// until exit), after a first VM that warms the page cache.
-func cpuFloor(b *testing.B) (start, stop time.Duration) {
-	const floorVMs = 5
-	parent := filepath.Join(vmtest.CgroupParent(b), "floor")
-	outer := filepath.Join(vmtest.CgroupParent(b), "floor-outer")
+// benchCgroups names a parent for the VMs' cgroups and makes a cgroup
+// for their outer stages (vmtest.Options.Cgroup: od), both of the
+// benchmark's own and removed at its end: their cpu.stat is what they
+// used, the VMs' usage staying in the parent once their cgroups are gone.
+func benchCgroups(b *testing.B, name string) (parent, outer string, od *os.File) {
+	parent = filepath.Join(vmtest.CgroupParent(b), name)
+	outer = filepath.Join(vmtest.CgroupParent(b), name+"-outer")
 	if err := os.MkdirAll(outer, 0o755); err != nil {
 		b.Fatal(err)
 	}
@@ -98,8 +102,15 @@ func cpuFloor(b *testing.B) (start, stop time.Duration) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { od.Close(); os.Remove(outer); os.Remove(parent) })
-	// The VMs' cgroups are removed when they stop; their usage stays in
-	// their parent's cpu.stat.
+	return parent, outer, od
+}
+
+// cpuFloor starts floorVMs VMs one after another and returns the mean
+// CPU time of one VM's start (until ready) and of its stop (SIGTERM
+// until exit), after a first VM that warms the page cache.
+func cpuFloor(b *testing.B) (start, stop time.Duration) {
+	const floorVMs = 5
+	parent, outer, od := benchCgroups(b, "floor")
 	used := func() time.Duration { return usage(b, outer) + usage(b, parent) }
 	for i := 0; i <= floorVMs; i++ {
 		c := vmtest.NewConfig(b, fmt.Sprintf("floor-%d", i), manyService("a"), manyService("b"), manyService("c"))
@@ -150,13 +161,15 @@ type manyResult struct {
 
 // manyVMs runs n VMs together and reports their figures.
 func manyVMs(b *testing.B, n int) manyResult {
+	parent, outer, od := benchCgroups(b, fmt.Sprintf("many%d", n))
 	vms := make([]*vmtest.VM, n)
 	readyAt := make(chan time.Time, n)
-	t0 := time.Now()
+	t0, cpu0 := time.Now(), snapCPU(b, outer, parent)
 	for i := range vms {
 		c := vmtest.NewConfig(b, fmt.Sprintf("many-%d", i), manyService("a"), manyService("b"), manyService("c"))
+		c["cgroup"] = filepath.Join(parent, fmt.Sprintf("many-%d", i))
 		c["shutdown_timeout"] = "60s"
-		vm := vmtest.Start(b, c, vmtest.Options{Notify: true})
+		vm := vmtest.Start(b, c, vmtest.Options{Notify: true, Cgroup: od})
 		vms[i] = vm
 		go func() {
 			buf := make([]byte, 1)
@@ -182,6 +195,7 @@ func manyVMs(b *testing.B, n int) manyResult {
 		}
 	}
 	allReady := last.Sub(t0)
+	startSplit := cpu0.since(b, outer, parent)
 
 	var sup, svcs []int
 	launchers := 0
@@ -219,6 +233,8 @@ func manyVMs(b *testing.B, n int) manyResult {
 		svcPSS += rollup(p, "Pss:")
 	}
 
+	rec := startPerf(b, fmt.Sprintf("stop-%d", n))
+	cpu1 := snapCPU(b, outer, parent) // before the clock: it reads every /proc/PID/stat
 	t1 := time.Now()
 	for _, vm := range vms {
 		vm.Signal(syscall.SIGTERM)
@@ -229,6 +245,8 @@ func manyVMs(b *testing.B, n int) manyResult {
 		}
 	}
 	allExited := time.Since(t1)
+	stopSplit := cpu1.since(b, outer, parent)
+	rec.stop(b)
 	var left []string
 	for _, vm := range vms {
 		left = append(left, vm.Leftovers()...)
@@ -247,6 +265,8 @@ func manyVMs(b *testing.B, n int) manyResult {
 	b.ReportMetric(float64(after-before)/window.Seconds()/per, "wakeups/s/VM")
 	b.ReportMetric(float64(allExited.Milliseconds()), "ms-all-stopped")
 	b.ReportMetric(float64(len(left)), "leftovers")
+	startSplit.report(b, "start", n)
+	stopSplit.report(b, "stop", n)
 	b.ReportMetric(0, "ns/op")
 	return manyResult{n: n, ready: allReady, stopped: allExited}
 }
