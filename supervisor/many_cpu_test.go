@@ -18,19 +18,21 @@ import (
 // where it runs in their context), kernel threads (work the kernel defers
 // to them, such as network namespace cleanup, and whatever else the
 // machine runs there) and the rest (the benchmark itself, other
-// processes, interrupts).
+// processes, interrupts; and at a stop PID 1's last steps and exit, as
+// PID 1 moves to the root cgroup to remove the VM's). Time the
+// hypervisor stole is apart.
 //
 // It exists to tell a cost of vmsup's from one it cannot remove: at
 // 1,000 VMs a third of a stop's CPU time was in kernel threads.
 type cpuSplit struct {
-	total, outer, vms, kthreads time.Duration
-	byThread                    map[string]time.Duration
+	total, outer, vms, kthreads, steal time.Duration
+	byThread                           map[string]time.Duration
 }
 
 // cpuSnap is a reading of the counters cpuSplit is the difference of.
 type cpuSnap struct {
-	total, outer, vms time.Duration
-	kthreads          map[int]kthread
+	total, outer, vms, steal time.Duration
+	kthreads                 map[int]kthread
 }
 
 type kthread struct {
@@ -39,14 +41,15 @@ type kthread struct {
 }
 
 func snapCPU(b *testing.B, outer, vms string) cpuSnap {
-	return cpuSnap{total: machineBusy(b), outer: usage(b, outer), vms: usage(b, vms), kthreads: kernelThreads()}
+	busy, steal := machineBusy(b)
+	return cpuSnap{total: busy, steal: steal, outer: usage(b, outer), vms: usage(b, vms), kthreads: kernelThreads()}
 }
 
 // since is the split of the CPU time from s to now.
 func (s cpuSnap) since(b *testing.B, outer, vms string) cpuSplit {
 	now := snapCPU(b, outer, vms)
 	d := cpuSplit{total: now.total - s.total, outer: now.outer - s.outer, vms: now.vms - s.vms,
-		byThread: map[string]time.Duration{}}
+		steal: now.steal - s.steal, byThread: map[string]time.Duration{}}
 	for pid, k := range now.kthreads {
 		// A kernel thread that exited in the window takes its time
 		// with it; one that started in it counts from zero.
@@ -76,18 +79,20 @@ func (d cpuSplit) report(b *testing.B, phase string, n int) {
 	for _, k := range names[:min(4, len(names))] {
 		top = append(top, fmt.Sprintf("%s %.2f s", k, d.byThread[k].Seconds()))
 	}
-	fmt.Printf("%d VMs, %s: CPU %.2f s: outer stages %.2f s, VMs' cgroups %.2f s, kernel threads %.2f s (%s), rest %.2f s\n",
+	fmt.Printf("%d VMs, %s: CPU %.2f s: outer stages %.2f s, VMs' cgroups %.2f s, kernel threads %.2f s (%s), rest %.2f s; stolen by the hypervisor %.2f s\n",
 		n, phase, d.total.Seconds(), d.outer.Seconds(), d.vms.Seconds(), d.kthreads.Seconds(),
-		strings.Join(top, ", "), rest.Seconds())
+		strings.Join(top, ", "), rest.Seconds(), d.steal.Seconds())
 }
 
 // ticks is the kernel's USER_HZ, the unit of /proc's CPU times: 100 on
 // every Linux architecture this runs on.
 const ticks = time.Second / 100
 
-// machineBusy is the CPU time every core spent not idle since boot
-// (/proc/stat: user, nice, system, irq, softirq, steal).
-func machineBusy(b *testing.B) time.Duration {
+// machineBusy is the CPU time every core spent running something since
+// boot (/proc/stat: user, nice, system, irq, softirq), and the time the
+// hypervisor kept the cores from running what was runnable (steal),
+// which is not this machine's work.
+func machineBusy(b *testing.B) (busy, steal time.Duration) {
 	data, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		b.Fatal(err)
@@ -97,12 +102,14 @@ func machineBusy(b *testing.B) time.Duration {
 	if len(f) < 9 || f[0] != "cpu" {
 		b.Fatalf("/proc/stat: unexpected first line %q", line)
 	}
-	var sum time.Duration
-	for _, i := range []int{1, 2, 3, 6, 7, 8} {
+	tick := func(i int) time.Duration {
 		v, _ := strconv.ParseInt(f[i], 10, 64)
-		sum += time.Duration(v) * ticks
+		return time.Duration(v) * ticks
 	}
-	return sum
+	for _, i := range []int{1, 2, 3, 6, 7} {
+		busy += tick(i)
+	}
+	return busy, tick(8)
 }
 
 // kernelThreads reads every kernel thread's CPU time (kthreadd and its
