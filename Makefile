@@ -60,7 +60,8 @@ bench-100: deps
 	scripts/clean-test-parents
 
 # The same with 100 and then 1,000 VMs, and the growth from one to the
-# other: about 4 minutes here.
+# other: about 6 minutes here. With VMSUP_BENCH_PERF=DIR it also records
+# each stop with perf (scripts/perf-stop reads the files).
 bench-1000: deps
 	VMSUP_BENCH_VMS=100,1000 go test -count=1 -timeout 60m -run '^$$' -bench 'BenchmarkManyVMs' -benchtime 1x ./supervisor/
 	scripts/clean-test-parents
