@@ -219,7 +219,7 @@ func manyVMs(b *testing.B, n int) manyResult {
 	// perf sched_switch on 1,000 and 300 idle VMs), 0.067 a second a VM.
 	// The window is that minute: a shorter one counts the wakes that
 	// fall in it, which depends on when the processes started (with
-	// 10 s, one build read 0.059 to 0.129 over six runs at 1,000 VMs).
+	// 10 s, one vmsup build read 0.059 to 0.112 over six runs at 1,000 VMs).
 	time.Sleep(10 * time.Second)
 	before := switches(sup)
 	const window = 60 * time.Second
