@@ -23,7 +23,7 @@ import (
 // hypervisor stole is apart.
 //
 // It exists to tell a cost of vmsup's from one it cannot remove: at
-// 1,000 VMs a third of a stop's CPU time was in kernel threads.
+// 1,000 VMs a sixth of a stop's CPU time was in kernel threads.
 type cpuSplit struct {
 	total, outer, vms, kthreads, steal time.Duration
 	byThread                           map[string]time.Duration
@@ -52,8 +52,12 @@ func (s cpuSnap) since(b *testing.B, outer, vms string) cpuSplit {
 		steal: now.steal - s.steal, byThread: map[string]time.Duration{}}
 	for pid, k := range now.kthreads {
 		// A kernel thread that exited in the window takes its time
-		// with it; one that started in it counts from zero.
-		c := k.cpu - s.kthreads[pid].cpu
+		// with it; one that started in it (its PID new, or reused by
+		// another kind of thread) counts from zero.
+		c := k.cpu
+		if was, ok := s.kthreads[pid]; ok && was.name == k.name && was.cpu <= k.cpu {
+			c -= was.cpu
+		}
 		d.kthreads += c
 		d.byThread[k.name] += c
 	}
