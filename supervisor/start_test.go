@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"vmsup/cgroup"
 	"vmsup/internal/vmtest"
 	"vmsup/services"
 )
@@ -211,6 +212,14 @@ func TestOutputAttributed(t *testing.T) {
 	vm.PID1()
 	vm.WaitFor("beta: three", 10*time.Second)
 	vm.WaitFor("alpha: two", 10*time.Second)
+	// The shell may not have run its printf yet when "two" is seen
+	// (a stop then was a lost line, not a lost flush): wait until it
+	// has become sleep.
+	for deadline := time.Now().Add(10 * time.Second); !isSleep(vm, "alpha"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("alpha did not exec sleep within 10s")
+		}
+	}
 	vm.Signal(syscall.SIGTERM)
 	vm.Wait(10 * time.Second)
 	out := vm.Stderr.String()
@@ -219,6 +228,16 @@ func TestOutputAttributed(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
+}
+
+// isSleep reports whether service name's one process runs sleep.
+func isSleep(vm *vmtest.VM, name string) bool {
+	pids, _ := cgroup.Procs(filepath.Join(vm.CgroupDir, "svc."+name))
+	if len(pids) != 1 {
+		return false
+	}
+	comm, _ := os.ReadFile("/proc/" + strconv.Itoa(pids[0]) + "/comm")
+	return strings.TrimSpace(string(comm)) == "sleep"
 }
 
 // A service's environment is PATH and its config's env, nothing of
